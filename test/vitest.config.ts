@@ -1,0 +1,14 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  root: fileURLToPath(new URL("..", import.meta.url)),
+  test: {
+    include: ["test/**/*.test.ts"],
+    globalSetup: ["test/setup/global.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    // Two cores: native tests load models and use threads; run files one at a time.
+    fileParallelism: false,
+  },
+});
