@@ -1,0 +1,333 @@
+// Context: KV memory and the batch scorer.
+//
+// The scorer runs a plan made in TypeScript (src/plan.ts): a list of steps, each either
+//   DECODE [a, b)  one llama_decode over tokens a..b-1 (token, position, sequence set, output slot)
+//   RM p           drop every cell at position >= p, in all sequences (pop back to a shared prefix)
+//   CLEAR          empty the KV memory
+// Logits are requested only at the tokens that carry an output slot, and only the requested token
+// ids (plus, optionally, the log-sum-exp of the whole row) are copied out.
+#include "context.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "lora.h"
+#include "model.h"
+
+namespace tallrec {
+
+namespace {
+
+enum StepKind : int32_t { kDecode = 0, kRemoveFrom = 1, kClear = 2 };
+
+struct Plan {
+    std::vector<std::shared_ptr<LoraHandle>> adapters;
+    std::vector<float> scales;
+    std::vector<int32_t> tokens, pos, out, seqOffsets, seqIds, steps, targets;
+    int32_t nOutputs = 0;
+    bool lse = false;
+};
+
+struct RunResult {
+    std::vector<float> values;   // nOutputs x nTargets
+    std::vector<double> lse;     // nOutputs (when asked)
+    int64_t decodeCalls = 0;
+    int64_t tokensDecoded = 0;
+};
+
+bool AbortCallback(void * data) {
+    return static_cast<ContextHandle *>(data)->abort.load();
+}
+
+std::string DecodeError(int32_t rc) {
+    switch (rc) {
+        case 1: return "llama_decode: no KV cache slot for the batch (context too small for this plan)";
+        case 2: return "llama_decode: aborted";
+        case -1: return "llama_decode: invalid batch";
+        default: return "llama_decode failed with code " + std::to_string(rc);
+    }
+}
+
+}  // namespace
+
+Napi::Function Context::Define(Napi::Env env) {
+    return DefineClass(env, "Context",
+                       {
+                           StaticMethod<&Context::Create>("create"),
+                           InstanceMethod<&Context::Run>("run"),
+                           InstanceMethod<&Context::Abort>("abort"),
+                           InstanceMethod<&Context::Info>("info"),
+                           InstanceMethod<&Context::Dispose>("dispose"),
+                       });
+}
+
+Context::Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+        throw Napi::TypeError::New(info.Env(), "use Context.create(model, options) to create a context");
+    handle_ = *info[0].As<Napi::External<std::shared_ptr<ContextHandle>>>().Data();
+}
+
+std::shared_ptr<ContextHandle> Context::Handle(Napi::Env env) const {
+    if (!handle_) throw Napi::Error::New(env, "the context was disposed");
+    return handle_;
+}
+
+std::shared_ptr<ContextHandle> Context::Claim(Napi::Env env) const {
+    auto h = Handle(env);
+    bool expected = false;
+    if (!h->busy.compare_exchange_strong(expected, true))
+        throw Napi::Error::New(env, "the context is busy with another call (calls on one context must not overlap)");
+    h->abort.store(false);
+    return h;
+}
+
+// Context.create(model, { nCtx, nBatch, nUbatch, nSeqMax, threads, threadsBatch, flashAttn,
+//                         embeddings, kvUnified, offloadKqv }) -> Promise<Context>
+Napi::Value Context::Create(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1) throw Napi::TypeError::New(env, "model is required");
+    auto model = Model::FromValue(info[0], "model")->Handle(env);
+    Napi::Object o = OptionsArg(info, 1);
+
+    llama_context_params p = llama_context_default_params();
+    p.n_ctx = static_cast<uint32_t>(IntOption(o, "nCtx", 4096));
+    p.n_batch = static_cast<uint32_t>(IntOption(o, "nBatch", p.n_ctx));
+    p.n_ubatch = static_cast<uint32_t>(IntOption(o, "nUbatch", 512));
+    p.n_seq_max = static_cast<uint32_t>(IntOption(o, "nSeqMax", 64));
+    const int64_t threads = IntOption(o, "threads", 0);
+    p.n_threads = threads > 0 ? static_cast<int32_t>(threads) : p.n_threads;
+    const int64_t threadsBatch = IntOption(o, "threadsBatch", threads);
+    p.n_threads_batch = threadsBatch > 0 ? static_cast<int32_t>(threadsBatch) : p.n_threads;
+    const std::string fa = o.Has("flashAttn") && o.Get("flashAttn").IsString() ? o.Get("flashAttn").As<Napi::String>().Utf8Value() : "off";
+    if (fa == "off") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    else if (fa == "on") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    else if (fa == "auto") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    else throw Napi::TypeError::New(env, "flashAttn must be \"off\", \"on\" or \"auto\"");
+    p.embeddings = BoolOption(o, "embeddings", false);
+    if (p.embeddings) p.pooling_type = LLAMA_POOLING_TYPE_MEAN;
+    p.kv_unified = BoolOption(o, "kvUnified", true);
+    p.offload_kqv = BoolOption(o, "offloadKqv", true);
+    p.no_perf = true;
+
+    if (p.n_ctx < 16) throw Napi::RangeError::New(env, "nCtx must be at least 16");
+    if (p.n_batch < 1 || p.n_ubatch < 1) throw Napi::RangeError::New(env, "nBatch and nUbatch must be positive");
+    if (p.n_seq_max < 1 || p.n_seq_max > kMaxSeq)
+        throw Napi::RangeError::New(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
+
+    using Result = std::shared_ptr<ContextHandle>;
+    return PromiseWorker<Result>::Start(
+        env,
+        [=]() -> Result {
+            BeginLogCapture();
+            llama_context * ctx = llama_init_from_model(model->model, p);
+            if (!ctx) throw Failure("failed to create a context for " + model->path);
+            auto h = std::make_shared<ContextHandle>();
+            h->model = model;
+            h->ctx = ctx;
+            h->nBatch = llama_n_batch(ctx);
+            h->nSeqMax = llama_n_seq_max(ctx);
+            llama_set_abort_callback(ctx, AbortCallback, h.get());
+            return h;
+        },
+        [](Napi::Env env, Result & h) -> Napi::Value {
+            auto ext = Napi::External<Result>::New(env, new Result(h), [](Napi::Env, Result * p) { delete p; });
+            return Data(env).contextCtor.New({ext});
+        });
+}
+
+void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & model,
+                  std::vector<std::shared_ptr<LoraHandle>> & adapters, std::vector<float> & scales) {
+    Napi::Value list = o.Get("adapters");
+    if (list.IsUndefined() || list.IsNull()) return;
+    if (!list.IsArray()) throw Napi::TypeError::New(env, "adapters must be an array of Lora");
+    auto arr = list.As<Napi::Array>();
+    std::vector<float> sc;
+    if (arr.Length() > 0) sc = CopyFloat32(o.Get("scales"), "scales");
+    if (sc.size() != arr.Length()) throw Napi::RangeError::New(env, "scales must have one entry per adapter");
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+        auto lora = Lora::FromValue(arr.Get(i), "adapters[i]")->Handle(env);
+        if (lora->model.get() != &model) throw Napi::Error::New(env, "LoRA adapter " + lora->path + " belongs to another model");
+        if (!std::isfinite(sc[i])) throw Napi::RangeError::New(env, "adapter scale must be finite");
+        adapters.push_back(lora);
+    }
+    scales = sc;
+}
+
+void ApplyAdapters(ContextHandle & h, const std::vector<std::shared_ptr<LoraHandle>> & adapters, const std::vector<float> & scales) {
+    std::vector<llama_adapter_lora *> raw;
+    raw.reserve(adapters.size());
+    for (auto & a : adapters) raw.push_back(a->adapter);
+    std::vector<float> sc = scales;
+    if (llama_set_adapters_lora(h.ctx, raw.empty() ? nullptr : raw.data(), raw.size(), sc.empty() ? nullptr : sc.data()) != 0)
+        throw Failure("failed to set the LoRA adapters on the context");
+    h.active = adapters;  // keep them alive while set
+    h.activeScales = scales;
+}
+
+// run(plan) -> Promise<{ values: Float32Array, lse: Float64Array | null, decodeCalls, tokensDecoded }>
+Napi::Value Context::Run(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "plan must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto h0 = Handle(env);
+
+    auto plan = std::make_shared<Plan>();
+    ReadAdapters(env, o, *h0->model, plan->adapters, plan->scales);
+    plan->tokens = CopyInt32(o.Get("tokens"), "tokens");
+    plan->pos = CopyInt32(o.Get("pos"), "pos");
+    plan->out = CopyInt32(o.Get("out"), "out");
+    plan->seqOffsets = CopyInt32(o.Get("seqOffsets"), "seqOffsets");
+    plan->seqIds = CopyInt32(o.Get("seqIds"), "seqIds");
+    plan->steps = CopyInt32(o.Get("steps"), "steps");
+    plan->targets = CopyInt32(o.Get("targets"), "targets");
+    plan->nOutputs = static_cast<int32_t>(IntOption(o, "nOutputs", 0));
+    plan->lse = BoolOption(o, "lse", false);
+
+    // Validate everything here, so that llama.cpp never sees an id or position it would assert on.
+    const size_t n = plan->tokens.size();
+    const int32_t nVocab = llama_vocab_n_tokens(h0->model->vocab);
+    if (plan->pos.size() != n || plan->out.size() != n || plan->seqOffsets.size() != n + 1)
+        throw Napi::RangeError::New(env, "plan arrays disagree in length (tokens, pos, out, seqOffsets = tokens + 1)");
+    if (plan->nOutputs < 0) throw Napi::RangeError::New(env, "nOutputs must be >= 0");
+    for (int32_t t : plan->targets)
+        if (t < 0 || t >= nVocab) throw Napi::RangeError::New(env, "target token id " + std::to_string(t) + " is outside the vocabulary");
+    if (plan->seqOffsets[0] != 0 || static_cast<size_t>(plan->seqOffsets[n]) != plan->seqIds.size())
+        throw Napi::RangeError::New(env, "seqOffsets must start at 0 and end at seqIds.length");
+    for (size_t i = 0; i < n; i++) {
+        if (plan->tokens[i] < 0 || plan->tokens[i] >= nVocab)
+            throw Napi::RangeError::New(env, "token id " + std::to_string(plan->tokens[i]) + " is outside the vocabulary");
+        if (plan->pos[i] < 0) throw Napi::RangeError::New(env, "negative position");
+        if (plan->out[i] < -1 || plan->out[i] >= plan->nOutputs) throw Napi::RangeError::New(env, "output slot out of range");
+        if (plan->seqOffsets[i + 1] <= plan->seqOffsets[i]) throw Napi::RangeError::New(env, "every token needs at least one sequence id");
+    }
+    for (int32_t s : plan->seqIds)
+        if (s < 0 || static_cast<uint32_t>(s) >= h0->nSeqMax)
+            throw Napi::RangeError::New(env, "sequence id " + std::to_string(s) + " is outside 0.." + std::to_string(h0->nSeqMax - 1));
+    if (plan->steps.size() % 3 != 0) throw Napi::RangeError::New(env, "steps must be triples");
+    for (size_t i = 0; i < plan->steps.size(); i += 3) {
+        const int32_t kind = plan->steps[i], a = plan->steps[i + 1], b = plan->steps[i + 2];
+        if (kind == kDecode) {
+            if (a < 0 || b <= a || static_cast<size_t>(b) > n) throw Napi::RangeError::New(env, "decode step range out of bounds");
+            if (static_cast<uint32_t>(b - a) > h0->nBatch)
+                throw Napi::RangeError::New(env, "decode step of " + std::to_string(b - a) + " tokens exceeds nBatch " + std::to_string(h0->nBatch));
+        } else if (kind != kRemoveFrom && kind != kClear) {
+            throw Napi::RangeError::New(env, "unknown step kind " + std::to_string(kind));
+        }
+    }
+
+    auto h = Claim(env);
+    using Result = std::shared_ptr<RunResult>;
+    return PromiseWorker<Result>::Start(
+        env,
+        [h, plan]() -> Result {
+            BusyGuard busy(h);
+            BeginLogCapture();
+            auto res = std::make_shared<RunResult>();
+            const size_t nt = plan->targets.size();
+            res->values.assign(static_cast<size_t>(plan->nOutputs) * nt, NAN);
+            if (plan->lse) res->lse.assign(static_cast<size_t>(plan->nOutputs), NAN);
+            llama_memory_t mem = llama_get_memory(h->ctx);
+            const int32_t nVocab = llama_vocab_n_tokens(h->model->vocab);
+            try {
+                ApplyAdapters(*h, plan->adapters, plan->scales);
+                std::vector<llama_seq_id *> seqPtrs;
+                std::vector<int32_t> nSeq;
+                std::vector<int8_t> logits;
+                for (size_t s = 0; s < plan->steps.size(); s += 3) {
+                    if (h->abort.load()) throw std::runtime_error("aborted");
+                    const int32_t kind = plan->steps[s], a = plan->steps[s + 1], b = plan->steps[s + 2];
+                    if (kind == kClear) {
+                        llama_memory_clear(mem, false);
+                        continue;
+                    }
+                    if (kind == kRemoveFrom) {
+                        llama_memory_seq_rm(mem, -1, a, -1);
+                        continue;
+                    }
+                    const int32_t len = b - a;
+                    seqPtrs.resize(len);
+                    nSeq.resize(len);
+                    logits.resize(len);
+                    for (int32_t i = 0; i < len; i++) {
+                        const int32_t k = a + i;
+                        seqPtrs[i] = plan->seqIds.data() + plan->seqOffsets[k];
+                        nSeq[i] = plan->seqOffsets[k + 1] - plan->seqOffsets[k];
+                        logits[i] = plan->out[k] >= 0 ? 1 : 0;
+                    }
+                    llama_batch batch{};
+                    batch.n_tokens = len;
+                    batch.token = plan->tokens.data() + a;
+                    batch.pos = plan->pos.data() + a;
+                    batch.n_seq_id = nSeq.data();
+                    batch.seq_id = seqPtrs.data();
+                    batch.logits = logits.data();
+                    const int32_t rc = llama_decode(h->ctx, batch);
+                    if (rc != 0) throw Failure(DecodeError(rc));
+                    res->decodeCalls++;
+                    res->tokensDecoded += len;
+                    for (int32_t i = 0; i < len; i++) {
+                        const int32_t slot = plan->out[a + i];
+                        if (slot < 0) continue;
+                        const float * row = llama_get_logits_ith(h->ctx, i);
+                        if (!row) throw Failure("no logits for an output token");
+                        float * dst = res->values.data() + static_cast<size_t>(slot) * nt;
+                        for (size_t t = 0; t < nt; t++) dst[t] = row[plan->targets[t]];
+                        if (plan->lse) {
+                            float mx = row[0];
+                            for (int32_t v = 1; v < nVocab; v++) mx = row[v] > mx ? row[v] : mx;
+                            double sum = 0.0;
+                            for (int32_t v = 0; v < nVocab; v++) sum += std::exp(static_cast<double>(row[v]) - mx);
+                            res->lse[slot] = static_cast<double>(mx) + std::log(sum);
+                        }
+                    }
+                }
+            } catch (...) {
+                // The memory holds a partial plan: leave it empty so nothing stale is reused.
+                llama_memory_clear(mem, false);
+                throw;
+            }
+            return res;
+        },
+        [](Napi::Env env, Result & r) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            auto values = Napi::Float32Array::New(env, r->values.size());
+            if (!r->values.empty()) std::memcpy(values.Data(), r->values.data(), r->values.size() * sizeof(float));
+            o.Set("values", values);
+            if (r->lse.empty()) {
+                o.Set("lse", env.Null());
+            } else {
+                auto lse = Napi::Float64Array::New(env, r->lse.size());
+                std::memcpy(lse.Data(), r->lse.data(), r->lse.size() * sizeof(double));
+                o.Set("lse", lse);
+            }
+            o.Set("decodeCalls", static_cast<double>(r->decodeCalls));
+            o.Set("tokensDecoded", static_cast<double>(r->tokensDecoded));
+            return o;
+        });
+}
+
+// abort(): makes the running call (if any) stop at its next step or inside llama_decode.
+Napi::Value Context::Abort(const Napi::CallbackInfo & info) {
+    if (handle_ && handle_->busy.load()) handle_->abort.store(true);
+    return info.Env().Undefined();
+}
+
+Napi::Value Context::Info(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto h = Handle(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nCtx", llama_n_ctx(h->ctx));
+    o.Set("nBatch", llama_n_batch(h->ctx));
+    o.Set("nUbatch", llama_n_ubatch(h->ctx));
+    o.Set("nSeqMax", llama_n_seq_max(h->ctx));
+    o.Set("busy", h->busy.load());
+    return o;
+}
+
+// dispose(): frees the context once no call is running on it.
+Napi::Value Context::Dispose(const Napi::CallbackInfo & info) {
+    handle_.reset();
+    return info.Env().Undefined();
+}
+
+}  // namespace tallrec
