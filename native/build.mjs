@@ -23,7 +23,7 @@
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
@@ -40,7 +40,8 @@ function log(msg) {
 }
 
 function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ["ignore", "inherit", "inherit"], ...opts });
+  // stdout of the build tools goes to stderr: npm shows it, and nothing pollutes a caller's stdout
+  const r = spawnSync(cmd, args, { stdio: ["ignore", 2, 2], ...opts });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with ${r.status}`);
 }
@@ -98,7 +99,7 @@ function findNvcc() {
 }
 
 /** Configure, build and install llama.cpp (static) into a cached prefix. */
-function buildLlama(info, { cuda, archs }) {
+function buildLlama(info, { cuda, archs, env = process.env }) {
   const options = {
     CMAKE_BUILD_TYPE: "Release",
     BUILD_SHARED_LIBS: "OFF",
@@ -128,9 +129,9 @@ function buildLlama(info, { cuda, archs }) {
   const build = `${prefix}.build`;
   log(`building llama.cpp from source (${cuda ? "CUDA " + archs.join(",") : "CPU, native flags"}, ${jobs} jobs); this takes a few minutes once`);
   const t0 = Date.now();
-  run("cmake", ["-S", src, "-B", build, "-G", "Unix Makefiles", ...Object.entries(options).map(([k, v]) => `-D${k}=${v}`), `-DCMAKE_INSTALL_PREFIX=${prefix}`]);
-  run("cmake", ["--build", build, "--config", "Release", "-j", jobs]);
-  run("cmake", ["--install", build, "--config", "Release"]);
+  run("cmake", ["-S", src, "-B", build, "-G", "Unix Makefiles", ...Object.entries(options).map(([k, v]) => `-D${k}=${v}`), `-DCMAKE_INSTALL_PREFIX=${prefix}`], { env });
+  run("cmake", ["--build", build, "--config", "Release", "-j", jobs], { env });
+  run("cmake", ["--install", build, "--config", "Release"], { env });
   writeFileSync(stamp, JSON.stringify({ commit: info.commit, options, seconds: (Date.now() - t0) / 1000 }, null, 2));
   rmSync(build, { recursive: true, force: true });
   log(`llama.cpp built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -150,13 +151,13 @@ function headersFor(info) {
   return [join(src, "include"), join(src, "ggml", "include")];
 }
 
-function cmakeJs(variant, defs) {
+function cmakeJs(variant, defs, env = process.env) {
   const out = join(root, "build", variant);
   const cli = join(packageDir("cmake-js"), "bin", "cmake-js");
   const args = [cli, "compile", "--directory", here, "--out", out, "--config", "Release", "--parallel", jobs];
   for (const [k, v] of Object.entries(defs)) args.push(`--CD${k}=${v}`);
   log(`compiling addon variant "${variant}"`);
-  run(process.execPath, args, { cwd: root });
+  run(process.execPath, args, { cwd: root, env });
   const built = join(out, "Release", "tallrec.node");
   if (!existsSync(built)) throw new Error(`addon variant ${variant} did not produce ${built}`);
   return built;
@@ -169,18 +170,18 @@ function main() {
   }
   const info = bundleInfo();
   const mode = (process.env.TALLREC_LLAMA ?? "source").toLowerCase();
-  const built = [];
+  const built = []; // { name, backendDir? }
 
   if (mode === "prebuilt") {
     const bins = prebuiltDir("@node-llama-cpp/linux-x64", "linux-x64");
     if (!bins) throw new Error("TALLREC_LLAMA=prebuilt needs @node-llama-cpp/linux-x64 (an optional dependency of node-llama-cpp): npm install --include=optional");
     const [inc, ggmlInc] = headersFor(info);
     cmakeJs("cpu-prebuilt", { TALLREC_PREBUILT_DIR: bins, TALLREC_PREBUILT_SUFFIX: "v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc });
-    built.push("cpu-prebuilt");
+    built.push({ name: "cpu-prebuilt", backend: "cpu", backendDir: bins });
   } else if (mode === "source") {
     const prefix = buildLlama(info, { cuda: false, archs: [] });
     cmakeJs("cpu", { TALLREC_LLAMA_PREFIX: prefix });
-    built.push("cpu");
+    built.push({ name: "cpu", backend: "cpu" });
   } else {
     throw new Error(`TALLREC_LLAMA must be "source" or "prebuilt", not "${mode}"`);
   }
@@ -193,37 +194,27 @@ function main() {
     if (cudaWanted === "1" || (nvcc && archs.length > 0)) {
       if (!nvcc) throw new Error("TALLREC_CUDA=1 but nvcc was not found (PATH or /usr/local/cuda/bin)");
       if (archs.length === 0) throw new Error("TALLREC_CUDA=1 but no GPU was detected: set TALLREC_CUDA_ARCHS (e.g. 90 for H100/H200)");
-      const env = { ...process.env, PATH: `${dirname(nvcc)}:${process.env.PATH}` };
-      const prefix = buildLlamaWithEnv(env, () => buildLlama(info, { cuda: true, archs }));
-      cmakeJs("cuda", { TALLREC_LLAMA_PREFIX: prefix, TALLREC_CUDA: "ON" });
-      built.push("cuda");
+      const env = { ...process.env, PATH: `${dirname(nvcc)}:${process.env.PATH}`, CUDACXX: nvcc };
+      const prefix = buildLlama(info, { cuda: true, archs, env });
+      cmakeJs("cuda", { TALLREC_LLAMA_PREFIX: prefix, TALLREC_CUDA: "ON", CMAKE_CUDA_ARCHITECTURES: archs.join(";") }, env);
+      built.push({ name: "cuda", backend: "cuda" });
     }
   }
 
   // CUDA from the prebuilt libraries: cheap to link, used when no source CUDA build exists.
   const cudaBins = prebuiltDir("@node-llama-cpp/linux-x64-cuda", "linux-x64-cuda");
-  if (cudaWanted !== "0" && cudaBins && !built.includes("cuda")) {
+  if (cudaWanted !== "0" && cudaBins && !built.some((b) => b.name === "cuda")) {
     const [inc, ggmlInc] = headersFor(info);
     try {
       cmakeJs("cuda-prebuilt", { TALLREC_PREBUILT_DIR: cudaBins, TALLREC_PREBUILT_SUFFIX: "cuda.v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc });
-      built.push("cuda-prebuilt");
+      built.push({ name: "cuda-prebuilt", backend: "cuda", backendDir: cudaBins });
     } catch (err) {
       log(`note: the prebuilt-CUDA variant was not built (${err.message}); CPU works as usual`);
     }
   }
 
-  writeFileSync(join(root, "build", "variants.json"), JSON.stringify({ commit: info.commit, variants: built }, null, 2) + "\n");
-  log(`done: ${built.join(", ")}`);
-}
-
-function buildLlamaWithEnv(env, fn) {
-  const saved = process.env.PATH;
-  process.env.PATH = env.PATH;
-  try {
-    return fn();
-  } finally {
-    process.env.PATH = saved;
-  }
+  writeFileSync(join(root, "build", "variants.json"), JSON.stringify({ llamaCppCommit: info.commit, variants: built }, null, 2) + "\n");
+  log(`done: ${built.map((b) => b.name).join(", ")}`);
 }
 
 try {

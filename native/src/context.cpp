@@ -113,6 +113,8 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     if (p.n_batch < 1 || p.n_ubatch < 1) throw Napi::RangeError::New(env, "nBatch and nUbatch must be positive");
     if (p.n_seq_max < 1 || p.n_seq_max > kMaxSeq)
         throw Napi::RangeError::New(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
+    // llama.cpp asserts (aborts) when n_seq_max exceeds the output capacity, which is n_batch
+    if (p.n_seq_max > p.n_batch) throw Napi::RangeError::New(env, "nSeqMax must not exceed nBatch");
 
     using Result = std::shared_ptr<ContextHandle>;
     return PromiseWorker<Result>::Start(

@@ -11,6 +11,7 @@ Napi::Function Model::Define(Napi::Env env) {
                        {
                            StaticMethod<&Model::Load>("load"),
                            InstanceMethod<&Model::Tokenize>("tokenize"),
+                           InstanceMethod<&Model::TokenizeBatch>("tokenizeBatch"),
                            InstanceMethod<&Model::Detokenize>("detokenize"),
                            InstanceMethod<&Model::TokenPiece>("tokenPiece"),
                            InstanceMethod<&Model::Info>("info"),
@@ -80,6 +81,28 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
         });
 }
 
+static std::vector<llama_token> TokenizeText(const ModelHandle & h, const std::string & text, bool addSpecial, bool parseSpecial) {
+    if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw std::runtime_error("text is too long to tokenize");
+    std::vector<llama_token> out(text.size() + 4);
+    int32_t n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                               static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
+    if (n < 0) {
+        if (n == INT32_MIN) throw std::runtime_error("tokenization overflow");
+        out.resize(static_cast<size_t>(-n));
+        n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                           static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
+        if (n < 0) throw std::runtime_error("tokenization failed");
+    }
+    out.resize(static_cast<size_t>(n));
+    return out;
+}
+
+static Napi::Int32Array ToInt32Array(Napi::Env env, const std::vector<llama_token> & v) {
+    auto arr = Napi::Int32Array::New(env, v.size());
+    if (!v.empty()) std::memcpy(arr.Data(), v.data(), sizeof(int32_t) * v.size());
+    return arr;
+}
+
 // tokenize(text, addSpecial = true, parseSpecial = false) -> Int32Array
 Napi::Value Model::Tokenize(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -87,20 +110,43 @@ Napi::Value Model::Tokenize(const Napi::CallbackInfo & info) {
     std::string text = StringArg(info, 0, "text");
     const bool addSpecial = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
     const bool parseSpecial = info.Length() > 2 && info[2].IsBoolean() ? info[2].As<Napi::Boolean>().Value() : false;
-    if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw Napi::RangeError::New(env, "text is too long to tokenize");
-    std::vector<llama_token> out(text.size() + 4);
-    int32_t n = llama_tokenize(h->vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                               static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
-    if (n < 0) {
-        if (n == INT32_MIN) throw Napi::RangeError::New(env, "tokenization overflow");
-        out.resize(static_cast<size_t>(-n));
-        n = llama_tokenize(h->vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                           static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
-        if (n < 0) throw Napi::Error::New(env, "tokenization failed");
+    try {
+        return ToInt32Array(env, TokenizeText(*h, text, addSpecial, parseSpecial));
+    } catch (const std::exception & e) {
+        throw Napi::Error::New(env, e.what());
     }
-    auto arr = Napi::Int32Array::New(env, static_cast<size_t>(n));
-    std::memcpy(arr.Data(), out.data(), sizeof(int32_t) * static_cast<size_t>(n));
-    return arr;
+}
+
+// tokenizeBatch(texts: string[], addSpecial = true, parseSpecial = false) -> Promise<Int32Array[]>
+// (off the JS thread: tokenizing thousands of prompts would otherwise stall the event loop)
+Napi::Value Model::TokenizeBatch(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto h = Handle(env);
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "texts must be an array of strings");
+    auto arr = info[0].As<Napi::Array>();
+    auto texts = std::make_shared<std::vector<std::string>>();
+    texts->reserve(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value v = arr.Get(i);
+        if (!v.IsString()) throw Napi::TypeError::New(env, "texts[" + std::to_string(i) + "] must be a string");
+        texts->push_back(v.As<Napi::String>().Utf8Value());
+    }
+    const bool addSpecial = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
+    const bool parseSpecial = info.Length() > 2 && info[2].IsBoolean() ? info[2].As<Napi::Boolean>().Value() : false;
+    using Result = std::shared_ptr<std::vector<std::vector<llama_token>>>;
+    return PromiseWorker<Result>::Start(
+        env,
+        [h, texts, addSpecial, parseSpecial]() -> Result {
+            auto out = std::make_shared<std::vector<std::vector<llama_token>>>();
+            out->reserve(texts->size());
+            for (const auto & t : *texts) out->push_back(TokenizeText(*h, t, addSpecial, parseSpecial));
+            return out;
+        },
+        [](Napi::Env env, Result & r) -> Napi::Value {
+            Napi::Array a = Napi::Array::New(env, r->size());
+            for (size_t i = 0; i < r->size(); i++) a.Set(static_cast<uint32_t>(i), ToInt32Array(env, (*r)[i]));
+            return a;
+        });
 }
 
 static void CheckTokens(Napi::Env env, const ModelHandle & h, const int32_t * t, size_t n) {

@@ -17,6 +17,7 @@ class Model : public Napi::ObjectWrap<Model> {
   private:
     static Napi::Value Load(const Napi::CallbackInfo & info);
     Napi::Value Tokenize(const Napi::CallbackInfo & info);
+    Napi::Value TokenizeBatch(const Napi::CallbackInfo & info);
     Napi::Value Detokenize(const Napi::CallbackInfo & info);
     Napi::Value TokenPiece(const Napi::CallbackInfo & info);
     Napi::Value Info(const Napi::CallbackInfo & info);

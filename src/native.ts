@@ -1,0 +1,188 @@
+/**
+ * Loading the native addon: which of the built variants (build/variants.json, written by
+ * native/build.mjs) to use, CUDA or CPU, and the typed surface of the addon.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type GpuMode = "auto" | "cuda" | "cpu";
+export type Backend = "cuda" | "cpu";
+
+export interface NativeModelInfo {
+  path: string;
+  description: string;
+  nVocab: number;
+  nCtxTrain: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  nParams: number;
+  size: number;
+  bos: number;
+  eos: number;
+  eot: number;
+  addBos: boolean;
+  addEos: boolean;
+}
+
+export interface NativeModel {
+  tokenize(text: string, addSpecial?: boolean, parseSpecial?: boolean): Int32Array;
+  tokenizeBatch(texts: string[], addSpecial?: boolean, parseSpecial?: boolean): Promise<Int32Array[]>;
+  detokenize(tokens: Int32Array, removeSpecial?: boolean, unparseSpecial?: boolean): string;
+  tokenPiece(token: number, special?: boolean): Buffer;
+  info(): NativeModelInfo;
+  meta(): Record<string, string>;
+  chatTemplate(): string | null;
+  dispose(): void;
+}
+
+export interface NativeLora {
+  meta(): Record<string, string>;
+  dispose(): void;
+}
+
+export interface NativeContextOptions {
+  nCtx?: number;
+  nBatch?: number;
+  nUbatch?: number;
+  nSeqMax?: number;
+  threads?: number;
+  threadsBatch?: number;
+  flashAttn?: "off" | "on" | "auto";
+  embeddings?: boolean;
+  kvUnified?: boolean;
+  offloadKqv?: boolean;
+}
+
+export interface NativeRunPlan {
+  adapters: NativeLora[];
+  scales: Float32Array;
+  tokens: Int32Array;
+  pos: Int32Array;
+  out: Int32Array;
+  seqOffsets: Int32Array;
+  seqIds: Int32Array;
+  steps: Int32Array;
+  nOutputs: number;
+  targets: Int32Array;
+  lse: boolean;
+}
+
+export interface NativeRunResult {
+  values: Float32Array;
+  lse: Float64Array | null;
+  decodeCalls: number;
+  tokensDecoded: number;
+}
+
+export interface NativeContext {
+  run(plan: NativeRunPlan): Promise<NativeRunResult>;
+  abort(): void;
+  info(): { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; busy: boolean };
+  dispose(): void;
+}
+
+export interface NativeDevice {
+  name: string;
+  description: string;
+  type: "cpu" | "gpu" | "igpu" | "accel" | "other";
+  memoryFree: number;
+  memoryTotal: number;
+}
+
+export interface NativeBinding {
+  Model: { load(path: string, options?: { gpuLayers?: number; useMmap?: boolean; vocabOnly?: boolean }): Promise<NativeModel> };
+  Lora: { load(model: NativeModel, path: string): Promise<NativeLora> };
+  Context: { create(model: NativeModel, options?: NativeContextOptions): Promise<NativeContext> };
+  init(backendDir?: string): void;
+  devices(): NativeDevice[];
+  systemInfo(): string;
+  setLogger(fn: ((level: number, text: string) => void) | null, minLevel?: number): void;
+  maxSequences: number;
+  linkage: "source" | "prebuilt";
+}
+
+/** llama.cpp log levels (ggml_log_level). */
+export const LogLevel = { DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 } as const;
+
+interface VariantRecord {
+  name: string;
+  backend: Backend;
+  backendDir?: string;
+}
+
+export interface LoadedBinding {
+  binding: NativeBinding;
+  variant: string;
+  backend: Backend;
+  /** GPU devices llama.cpp sees through this variant. */
+  devices: NativeDevice[];
+  /** Why a CUDA variant was not used, when it was not. */
+  fallbackReason?: string;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const require = createRequire(import.meta.url);
+const loaded = new Map<string, NativeBinding>();
+
+function readVariants(): VariantRecord[] {
+  const file = join(packageRoot, "build", "variants.json");
+  if (!existsSync(file)) {
+    throw new Error(`the native addon is not built (${file} is missing): run "npm install" (or "npm run build:native") in ${packageRoot}`);
+  }
+  return (JSON.parse(readFileSync(file, "utf8")) as { variants: VariantRecord[] }).variants;
+}
+
+function requireVariant(v: VariantRecord): NativeBinding {
+  let b = loaded.get(v.name);
+  if (!b) {
+    b = require(join(packageRoot, "build", v.name, "Release", "tallrec.node")) as NativeBinding;
+    b.init(v.backendDir);
+    loaded.set(v.name, b);
+  }
+  return b;
+}
+
+/** True when an NVIDIA driver is present (cheap check before loading any CUDA variant). */
+function nvidiaDriverPresent(): boolean {
+  return existsSync("/proc/driver/nvidia/version") || existsSync("/dev/nvidia0") || existsSync("/dev/nvidiactl");
+}
+
+/**
+ * Loads the addon variant for `gpu`: "cuda" and "auto" try the CUDA variants first and fall back to
+ * the CPU one with `fallbackReason` set (never throwing for a missing GPU); "cpu" loads the CPU one.
+ */
+export function loadBinding(gpu: GpuMode = "auto"): LoadedBinding {
+  const variants = readVariants();
+  const reasons: string[] = [];
+  if (gpu !== "cpu") {
+    const cuda = variants.filter((v) => v.backend === "cuda");
+    if (cuda.length === 0) reasons.push("no CUDA variant of the addon was built");
+    else if (!nvidiaDriverPresent()) reasons.push("no NVIDIA driver found");
+    else {
+      for (const v of cuda) {
+        try {
+          const b = requireVariant(v);
+          const gpus = b.devices().filter((d) => d.type === "gpu");
+          if (gpus.length > 0) return { binding: b, variant: v.name, backend: "cuda", devices: gpus };
+          reasons.push(`${v.name}: llama.cpp found no CUDA device (is libcudart/libcublas 13 installed?)`);
+        } catch (err) {
+          reasons.push(`${v.name}: ${(err as Error).message.split("\n")[0]}`);
+        }
+      }
+    }
+  }
+  const cpu = variants.find((v) => v.backend === "cpu");
+  if (!cpu) throw new Error("no CPU variant of the native addon was built: run npm install");
+  const binding = requireVariant(cpu);
+  return {
+    binding,
+    variant: cpu.name,
+    backend: "cpu",
+    devices: [],
+    fallbackReason: gpu === "cpu" ? undefined : `using the CPU: ${reasons.join("; ")}`,
+  };
+}

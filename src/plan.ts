@@ -1,0 +1,340 @@
+/**
+ * Turns a list of tokenized prompts into a plan for the native scorer (native/src/context.cpp):
+ * which tokens to decode in which llama_decode call, at which positions, in which KV sequences,
+ * and where to read logits.
+ *
+ * With prefix sharing on, prompts go into a radix tree of token sequences. Every token is decoded
+ * once and is tagged with the set of KV sequences of all prompts below it, so llama.cpp's unified
+ * KV cache lets each prompt attend to its shared prefix without copying anything. Prompts are
+ * packed into "rounds" that fit the context (cells) and the sequence limit; a subtree too big for
+ * one round has its root "pinned": decoded once, tagged with every sequence id, and kept while
+ * its children are scored in as many rounds as needed. The pinned chain left at the end of a call
+ * (the common prefix: TALLRec's template header, and the last user's history) stays in the KV
+ * memory and is reused by the next call when its tokens and adapter set match.
+ *
+ * With sharing off, prompts are packed into rounds as independent sequences (plain batching).
+ */
+
+/** Step kinds, as native/src/context.cpp reads them (triples: kind, a, b). */
+export const STEP_DECODE = 0;
+export const STEP_REMOVE_FROM = 1;
+export const STEP_CLEAR = 2;
+
+export interface PlanLimits {
+  /** KV cells of the context (n_ctx). */
+  nCtx: number;
+  /** Most tokens in one llama_decode call (n_batch). */
+  nBatch: number;
+  /** Most sequences in flight (n_seq_max). */
+  nSeqMax: number;
+}
+
+export interface PlanOptions {
+  /** Share common prefixes (default true). */
+  share?: boolean;
+  /** Tokens resident in the KV memory from the previous call (positions 0..n-1, all sequences). */
+  resident?: ArrayLike<number>;
+}
+
+export interface Plan {
+  tokens: Int32Array;
+  pos: Int32Array;
+  /** Output slot of each token (-1: no logits). */
+  out: Int32Array;
+  seqOffsets: Int32Array;
+  seqIds: Int32Array;
+  steps: Int32Array;
+  nOutputs: number;
+  /** Output slot of each prompt (identical prompts share one). */
+  outputOf: Int32Array;
+  /** What stays resident after the plan ran (to pass as `resident` next time). */
+  residentAfter: Int32Array;
+  stats: {
+    /** Sum of prompt lengths. */
+    promptTokens: number;
+    /** Tokens the plan decodes. */
+    decodedTokens: number;
+    /** Tokens reused from the previous call's resident prefix. */
+    reusedTokens: number;
+    decodeCalls: number;
+    rounds: number;
+  };
+}
+
+interface Node {
+  start: number; // position of edge[0]
+  edge: Int32Array;
+  children: Node[];
+  childIndex: Map<number, Node> | null;
+  slot: number; // output slot when a prompt ends here, else -1
+  size: number; // tokens in this subtree, this edge included
+  leaves: number; // sequences this subtree needs in one round
+}
+
+function newNode(start: number, edge: Int32Array): Node {
+  return { start, edge, children: [], childIndex: null, slot: -1, size: 0, leaves: 0 };
+}
+
+/** A growable Int32Array. */
+class IntList {
+  data = new Int32Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const next = new Int32Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[this.length++] = v;
+  }
+  toArray(): Int32Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+function buildTree(prompts: readonly Int32Array[], share: boolean, outputOf: Int32Array): { root: Node; nOutputs: number } {
+  const root = newNode(0, new Int32Array(0));
+  let nOutputs = 0;
+  if (!share) {
+    prompts.forEach((p, i) => {
+      const n = newNode(0, p);
+      n.slot = outputOf[i] = nOutputs++;
+      root.children.push(n);
+    });
+    return { root, nOutputs };
+  }
+  for (let pi = 0; pi < prompts.length; pi++) {
+    const p = prompts[pi];
+    let node = root;
+    let i = 0;
+    for (;;) {
+      if (i === p.length) break;
+      node.childIndex ??= new Map();
+      const child = node.childIndex.get(p[i]);
+      if (!child) {
+        const leaf = newNode(i, p.subarray(i));
+        node.childIndex.set(p[i], leaf);
+        node.children.push(leaf);
+        node = leaf;
+        i = p.length;
+        break;
+      }
+      const e = child.edge;
+      let k = 1;
+      while (k < e.length && i + k < p.length && e[k] === p[i + k]) k++;
+      if (k < e.length) {
+        // split child at k: node -> mid (edge[0..k)) -> child (edge[k..))
+        const mid = newNode(child.start, e.subarray(0, k));
+        child.edge = e.subarray(k);
+        child.start += k;
+        mid.childIndex = new Map([[child.edge[0], child]]);
+        mid.children.push(child);
+        node.childIndex.set(p[i], mid);
+        node.children[node.children.indexOf(child)] = mid;
+        node = mid;
+      } else {
+        node = child;
+      }
+      i += k;
+    }
+    if (node.slot < 0) node.slot = nOutputs++;
+    outputOf[pi] = node.slot;
+  }
+  return { root, nOutputs };
+}
+
+/** Fills size and leaves bottom-up (iteratively: trees can be deep). */
+function measure(root: Node): void {
+  const order: Node[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    order.push(n);
+    for (const c of n.children) stack.push(c);
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i];
+    let size = n.edge.length;
+    let leaves = 0;
+    for (const c of n.children) {
+      size += c.size;
+      leaves += c.leaves;
+    }
+    n.size = size;
+    n.leaves = n.children.length === 0 ? 1 : leaves;
+  }
+}
+
+class PlanBuilder {
+  readonly tokens = new IntList();
+  readonly pos = new IntList();
+  readonly out = new IntList();
+  readonly seqOffsets = new IntList();
+  readonly seqIds = new IntList();
+  readonly steps: number[] = [];
+  pinned: number[];
+  flushedTo = 0;
+  decodeCalls = 0;
+  rounds = 0;
+  reused = 0;
+
+  round: Node[] = [];
+  roundBase = 0;
+  roundTokens = 0;
+  roundLeaves = 0;
+
+  constructor(
+    readonly limits: PlanLimits,
+    resident: ArrayLike<number>,
+  ) {
+    this.pinned = Array.from(resident);
+    this.seqOffsets.push(0);
+    if (this.pinned.length === 0) this.steps.push(STEP_CLEAR, 0, 0);
+  }
+
+  private emitToken(token: number, pos: number, slot: number, seqLo: number, seqHi: number): void {
+    this.tokens.push(token);
+    this.pos.push(pos);
+    this.out.push(slot);
+    for (let s = seqLo; s < seqHi; s++) this.seqIds.push(s);
+    this.seqOffsets.push(this.seqIds.length);
+  }
+
+  /** Turns the tokens emitted since the last flush into decode steps of at most nBatch tokens. */
+  private flushTokens(): void {
+    const end = this.tokens.length;
+    for (let a = this.flushedTo; a < end; a += this.limits.nBatch) {
+      this.steps.push(STEP_DECODE, a, Math.min(end, a + this.limits.nBatch));
+      this.decodeCalls++;
+    }
+    this.flushedTo = end;
+  }
+
+  /** Drops resident tokens at positions >= p. */
+  private truncate(p: number): void {
+    if (this.pinned.length > p) {
+      this.steps.push(STEP_REMOVE_FROM, p, 0);
+      this.pinned.length = p;
+    }
+  }
+
+  /** Decodes node's edge into every sequence and keeps it resident (reusing what already is). */
+  pin(node: Node): void {
+    this.flushRound();
+    const e = node.edge;
+    let m = 0;
+    while (m < e.length && node.start + m < this.pinned.length && this.pinned[node.start + m] === e[m]) m++;
+    // a prompt ending here needs its last token decoded now, for its logits
+    if (node.slot >= 0 && m === e.length) m = e.length - 1;
+    this.truncate(node.start + m);
+    this.reused += m;
+    for (let j = m; j < e.length; j++) {
+      this.emitToken(e[j], node.start + j, j === e.length - 1 ? node.slot : -1, 0, this.limits.nSeqMax);
+      this.pinned.push(e[j]);
+    }
+    this.flushTokens();
+  }
+
+  /** Adds a whole subtree (hanging right below the pinned chain) to the current round. */
+  add(node: Node): void {
+    const room = this.limits.nCtx - node.start;
+    if (this.round.length > 0 && (this.roundTokens + node.size > room || this.roundLeaves + node.leaves > this.limits.nSeqMax)) {
+      this.flushRound();
+    }
+    if (this.round.length === 0) {
+      this.truncate(node.start);
+      this.roundBase = node.start;
+    }
+    this.round.push(node);
+    this.roundTokens += node.size;
+    this.roundLeaves += node.leaves;
+  }
+
+  /** Emits the current round: each subtree depth-first, sequences numbered by leaf. */
+  flushRound(): void {
+    if (this.round.length === 0) return;
+    let nextSeq = 0;
+    const emit = (root: Node): void => {
+      // iterative DFS; each node's sequences are the contiguous range of its leaves' ids
+      const stack: Node[] = [root];
+      while (stack.length) {
+        const n = stack.pop()!;
+        const lo = nextSeq;
+        const hi = lo + n.leaves;
+        const e = n.edge;
+        for (let j = 0; j < e.length; j++) this.emitToken(e[j], n.start + j, j === e.length - 1 ? n.slot : -1, lo, hi);
+        if (n.children.length === 0) nextSeq = hi;
+        for (let c = n.children.length - 1; c >= 0; c--) stack.push(n.children[c]);
+      }
+    };
+    for (const n of this.round) emit(n);
+    this.flushTokens();
+    this.steps.push(STEP_REMOVE_FROM, this.roundBase, 0);
+    this.rounds++;
+    this.round = [];
+    this.roundTokens = 0;
+    this.roundLeaves = 0;
+  }
+}
+
+/**
+ * Plans the scoring of `prompts` (token arrays, BOS included, each 1..nCtx tokens long).
+ */
+export function planScoring(prompts: readonly Int32Array[], limits: PlanLimits, options: PlanOptions = {}): Plan {
+  const share = options.share ?? true;
+  for (let i = 0; i < prompts.length; i++) {
+    const n = prompts[i].length;
+    if (n < 1 || n > limits.nCtx) throw new RangeError(`prompt ${i} has ${n} tokens; plans need 1..${limits.nCtx}`);
+  }
+  if (limits.nSeqMax < 1 || limits.nBatch < 1) throw new RangeError("nSeqMax and nBatch must be positive");
+  const outputOf = new Int32Array(prompts.length);
+  const { root, nOutputs } = buildTree(prompts, share, outputOf);
+  measure(root);
+
+  const b = new PlanBuilder(limits, share ? (options.resident ?? []) : []);
+  const fits = (n: Node) => n.size <= limits.nCtx - n.start && n.leaves <= limits.nSeqMax;
+
+  // Depth-first over the tree with an explicit stack: ["visit", node, spine] or ["done", node].
+  type Frame = { node: Node; spine: boolean; next: number };
+  const stack: Frame[] = [{ node: root, spine: true, next: 0 }];
+  while (stack.length) {
+    const f = stack[stack.length - 1];
+    if (f.next >= f.node.children.length) {
+      // all children handled: their last round hangs below this node
+      b.flushRound();
+      stack.pop();
+      continue;
+    }
+    const child = f.node.children[f.next++];
+    // The spine (the prefix common to every prompt) is always pinned, so it is cached across calls.
+    const onSpine = share && f.spine && f.node.children.length === 1 && f.node.slot < 0 && child.children.length > 0;
+    if (!onSpine && fits(child)) {
+      b.add(child);
+    } else {
+      b.pin(child);
+      stack.push({ node: child, spine: onSpine, next: 0 });
+    }
+  }
+  b.flushRound();
+
+  let promptTokens = 0;
+  for (const p of prompts) promptTokens += p.length;
+  return {
+    tokens: b.tokens.toArray(),
+    pos: b.pos.toArray(),
+    out: b.out.toArray(),
+    seqOffsets: b.seqOffsets.toArray(),
+    seqIds: b.seqIds.toArray(),
+    steps: Int32Array.from(b.steps),
+    nOutputs,
+    outputOf,
+    residentAfter: Int32Array.from(b.pinned),
+    stats: {
+      promptTokens,
+      decodedTokens: b.tokens.length,
+      reusedTokens: b.reused,
+      decodeCalls: b.decodeCalls,
+      rounds: b.rounds,
+    },
+  };
+}

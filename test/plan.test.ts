@@ -1,0 +1,118 @@
+import { describe, expect, it } from "vitest";
+
+import { planScoring, type PlanLimits } from "../src/plan.js";
+import { KvSimulator } from "./helpers/kvsim.js";
+
+/** Deterministic PRNG for generated prompt sets. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Prompts shaped like TALLRec's: a shared header, per-user histories, per-candidate tails. */
+function promptSet(seed: number, users: number, candidates: number, opts: { dupes?: boolean; prefixOfOther?: boolean } = {}): Int32Array[] {
+  const r = rng(seed);
+  const toks = (n: number) => Array.from({ length: n }, () => 3 + Math.floor(r() * 20));
+  const header = [1, ...toks(5)];
+  const out: Int32Array[] = [];
+  for (let u = 0; u < users; u++) {
+    const history = toks(1 + Math.floor(r() * 8));
+    for (let c = 0; c < candidates; c++) out.push(Int32Array.from([...header, ...history, ...toks(1 + Math.floor(r() * 4))]));
+    if (opts.prefixOfOther) out.push(Int32Array.from([...header, ...history]));
+  }
+  if (opts.dupes) out.push(out[0].slice(), out[out.length - 1].slice());
+  // shuffle: the planner must not depend on input order
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function check(prompts: Int32Array[], limits: PlanLimits, share: boolean, sim = new KvSimulator(limits)) {
+  const plan = planScoring(prompts, limits, { share, resident: sim.residentAll() });
+  const contexts = sim.run(plan);
+  prompts.forEach((p, i) => expect(contexts[plan.outputOf[i]], `prompt ${i}`).toBe(Array.from(p).join(",")));
+  expect(Array.from(plan.residentAfter)).toEqual(sim.residentAll());
+  return { plan, sim };
+}
+
+describe("planScoring", () => {
+  const limits: PlanLimits = { nCtx: 64, nBatch: 16, nSeqMax: 4 };
+
+  it("gives every prompt exactly its own context, with and without sharing, across seeds and limits", () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      const prompts = promptSet(seed, 1 + (seed % 5), 1 + (seed % 7), { dupes: seed % 3 === 0, prefixOfOther: seed % 4 === 0 });
+      for (const l of [limits, { nCtx: 32, nBatch: 7, nSeqMax: 2 }, { nCtx: 256, nBatch: 256, nSeqMax: 16 }, { nCtx: 24, nBatch: 24, nSeqMax: 1 }]) {
+        check(prompts, l, true);
+        check(prompts, l, false);
+      }
+    }
+  });
+
+  it("decodes each shared token once: a user's history once for all its candidates", () => {
+    const prompts = promptSet(7, 1, 40);
+    const shared = check(prompts, { nCtx: 512, nBatch: 512, nSeqMax: 64 }, true).plan;
+    const plain = check(prompts, { nCtx: 512, nBatch: 512, nSeqMax: 64 }, false).plan;
+    const total = prompts.reduce((s, p) => s + p.length, 0);
+    expect(plain.stats.decodedTokens).toBe(total);
+    // the trie's size: distinct (prefix) token positions
+    const distinct = new Set<string>();
+    for (const p of prompts) for (let k = 1; k <= p.length; k++) distinct.add(Array.from(p.subarray(0, k)).join(","));
+    expect(shared.stats.decodedTokens).toBe(distinct.size);
+    expect(shared.stats.decodedTokens).toBeLessThan(total / 3);
+  });
+
+  it("pins a prefix whose subtree does not fit and scores its children over several rounds", () => {
+    const prompts = promptSet(11, 1, 30);
+    const { plan, sim } = check(prompts, { nCtx: 48, nBatch: 8, nSeqMax: 3 }, true);
+    expect(plan.stats.rounds).toBeGreaterThanOrEqual(10);
+    expect(sim.maxCells).toBeLessThanOrEqual(48);
+  });
+
+  it("reuses the resident prefix of the previous call and never a stale one", () => {
+    const l: PlanLimits = { nCtx: 128, nBatch: 32, nSeqMax: 8 };
+    const sim = new KvSimulator(l);
+    const a = promptSet(21, 3, 4);
+    const first = check(a, l, true, sim);
+    expect(first.plan.stats.reusedTokens).toBe(0);
+    // same header (same seed stream start), other users: the header is reused
+    const b = promptSet(21, 3, 4).map((p) => Int32Array.from([...p.subarray(0, 6), 22, 21, ...p.subarray(6)]));
+    const second = check(b, l, true, sim);
+    expect(second.plan.stats.reusedTokens).toBeGreaterThanOrEqual(6);
+    // different first token: nothing may be reused, everything still right
+    const c = promptSet(22, 2, 3).map((p) => Int32Array.from([2, ...p]));
+    const third = check(c, l, true, sim);
+    expect(third.plan.stats.reusedTokens).toBe(0);
+  });
+
+  it("a prompt equal to the resident prefix still gets its logits", () => {
+    const l: PlanLimits = { nCtx: 64, nBatch: 16, nSeqMax: 4 };
+    const sim = new KvSimulator(l);
+    const header = [1, 4, 5, 6, 7];
+    check([Int32Array.from([...header, 8]), Int32Array.from([...header, 9])], l, true, sim);
+    expect(sim.residentAll()).toEqual(header);
+    const { plan } = check([Int32Array.from(header), Int32Array.from([...header, 10, 11])], l, true, sim);
+    expect(plan.stats.reusedTokens).toBe(header.length - 1);
+  });
+
+  it("a prompt that is a prefix of another, and duplicates, share one output where identical", () => {
+    const p = Int32Array.from([1, 5, 6, 7]);
+    const q = Int32Array.from([1, 5, 6, 7, 8, 9]);
+    const { plan } = check([q, p, p.slice(), q.slice()], limits, true);
+    expect(plan.nOutputs).toBe(2);
+    expect(plan.outputOf[1]).toBe(plan.outputOf[2]);
+    expect(plan.outputOf[0]).toBe(plan.outputOf[3]);
+  });
+
+  it("rejects prompts the context cannot hold", () => {
+    expect(() => planScoring([new Int32Array(65)], limits)).toThrow(/65 tokens/);
+    expect(() => planScoring([new Int32Array(0)], limits)).toThrow(/0 tokens/);
+  });
+});
