@@ -1,5 +1,4 @@
 /**
- * Classic recommenders for the Chat-REC pipeline: data loading, splits,
  * popularity / item-kNN / BPR-MF / biased-MF models, metrics.
  *
  * @module
@@ -11,3 +10,9 @@ export * from "./interactions.js";
 export * from "./items.js";
 export * from "./csv.js";
 export * from "./data.js";
+export * from "./split.js";
+export * from "./topk.js";
+export * from "./model-file.js";
+export * from "./base.js";
+export * from "./popularity.js";
+export * from "./metrics.js";
