@@ -1,0 +1,173 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import llamaTokenizer from "llama-tokenizer-js";
+
+import { Engine, type Score, type ScoreResult } from "../src/engine.js";
+import { promptText, renderPrompt } from "../src/prompt.js";
+import { tallrecRows } from "./helpers/data.js";
+import { relDiff, testModels } from "./helpers/models.js";
+
+function ok(r: ScoreResult): Score {
+  if (r.error !== undefined) throw new Error(`unexpected error: ${r.error}`);
+  return r;
+}
+
+describe("Engine on the tiny model", () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    const m = await testModels();
+    engine = await Engine.load({
+      model: m.tiny,
+      adapters: [
+        { name: "a", path: m.loraA },
+        { name: "b", path: m.loraB },
+      ],
+      defaultAdapter: "a",
+      gpu: "cpu",
+      contextSize: 2048,
+      sequences: 32,
+    });
+  });
+  afterAll(async () => engine?.close());
+
+  it("resolves Yes/No from the vocabulary as LLaMA's ids and reports what is loaded", () => {
+    expect(engine.answerTokens).toEqual({ yes: 8241, no: 3782 });
+    const info = engine.info;
+    expect(info.backend).toBe("cpu");
+    expect(info.model.nVocab).toBe(32000);
+    expect(info.model.architecture).toBe("llama");
+    expect(info.adapters.map((a) => [a.name, a.rank, a.alpha])).toEqual([
+      ["a", 8, 16],
+      ["b", 4, 8],
+    ]);
+  });
+
+  it("tokenizes all 3427 TALLRec test prompts exactly as llama-tokenizer-js", () => {
+    let n = 0;
+    for (const domain of ["movie", "book"] as const) {
+      for (const row of tallrecRows(domain, "test")) {
+        const text = renderPrompt(row);
+        const ours = Array.from(engine.tokenize(text));
+        const theirs = llamaTokenizer.encode(text);
+        expect(ours).toEqual(theirs);
+        n++;
+      }
+    }
+    expect(n).toBe(3427);
+  });
+
+  it("scores a prompt the same inside batches of 1, 7 and 64, with and without prefix sharing", async () => {
+    const rows = tallrecRows("movie", "test").slice(0, 64);
+    // add one user's ranking shape: shared history, several candidates
+    const alone = await Promise.all(rows.slice(0, 8).map(async (r) => ok((await engine.score([r], { share: false }))[0])));
+    for (const size of [1, 7, 64]) {
+      for (const share of [true, false]) {
+        const batch = (await engine.score(rows.slice(0, size), { share })).map(ok);
+        for (let i = 0; i < Math.min(size, alone.length); i++) {
+          expect(relDiff(batch[i].logitYes, alone[i].logitYes), `size ${size} share ${share} row ${i}`).toBeLessThan(1e-4);
+          expect(relDiff(batch[i].logitNo, alone[i].logitNo)).toBeLessThan(1e-4);
+        }
+      }
+    }
+  });
+
+  it("shares a user's history across candidates and still scores each exactly", async () => {
+    const base = { domain: "movie" as const, liked: ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)"], disliked: ["Jumanji (1995)"] };
+    const targets = ["Casino (1995)", "Babe (1995)", "Se7en (1995)", "Twister (1996)", "Mars Attacks! (1996)", "Scream (1996)"];
+    const prompts = targets.map((target) => ({ ...base, target }));
+    const shared = (await engine.score(prompts)).map(ok);
+    const stats = engine.stats!;
+    expect(stats.decodedTokens).toBeLessThan(stats.promptTokens / 2);
+    for (const [i, p] of prompts.entries()) {
+      const alone = ok((await engine.score([p], { share: false }))[0]);
+      expect(relDiff(shared[i].logitYes, alone.logitYes)).toBeLessThan(1e-4);
+      expect(relDiff(shared[i].logitNo, alone.logitNo)).toBeLessThan(1e-4);
+    }
+    // the structured form and its rendered text are the same prompt
+    const text = ok((await engine.score([promptText(prompts[0])]))[0]);
+    expect(text.logitYes).toBeCloseTo(shared[0].logitYes, 4);
+  });
+
+  it("switches adapters exactly (A, B, A) and never reuses a prefix cached under another set", async () => {
+    const rows = tallrecRows("book", "test").slice(0, 5);
+    const a1 = (await engine.score(rows, { adapter: "a" })).map(ok);
+    const a1again = (await engine.score(rows, { adapter: "a" })).map(ok);
+    expect(engine.stats!.reusedTokens).toBeGreaterThan(20); // the template prefix, resident from the previous call
+    const b = (await engine.score(rows, { adapter: "b" })).map(ok);
+    expect(engine.stats!.reusedTokens).toBe(0); // cached under "a": not reusable under "b"
+    const a2 = (await engine.score(rows, { adapter: "a" })).map(ok);
+    const none = (await engine.score(rows, { adapter: null })).map(ok);
+    const half = (await engine.score(rows, { adapter: [{ name: "a", scale: 0.5 }] })).map(ok);
+    for (let i = 0; i < rows.length; i++) {
+      expect(relDiff(a1again[i].logitYes, a1[i].logitYes)).toBeLessThan(1e-4);
+      expect(a2[i].logitYes).toBe(a1[i].logitYes);
+      expect(a2[i].logitNo).toBe(a1[i].logitNo);
+      expect(Math.abs(b[i].logitYes - a1[i].logitYes)).toBeGreaterThan(1e-3);
+      expect(Math.abs(none[i].logitYes - a1[i].logitYes)).toBeGreaterThan(1e-3);
+      expect(Math.abs(half[i].logitYes - a1[i].logitYes)).toBeGreaterThan(1e-4);
+    }
+    expect(engine.stats!.reusedTokens).toBe(0); // the scale-0.5 call: another adapter set
+  });
+
+  it("offers TALLRec's compat scoring rule, computed from the full-vocabulary log-sum-exp", async () => {
+    const row = tallrecRows("movie", "test")[3];
+    const s = ok((await engine.score([row]))[0]);
+    const c = ok((await engine.score([row], { scoring: "tallrec-compat" }))[0]);
+    expect(c.logitYes).toBe(s.logitYes);
+    expect(c.logSumExp).toBeGreaterThan(Math.max(c.logitYes, c.logitNo));
+    const pY = Math.exp(c.logitYes - c.logSumExp!);
+    const pN = Math.exp(c.logitNo - c.logSumExp!);
+    expect(c.pYes).toBeCloseTo(Math.exp(pY) / (Math.exp(pY) + Math.exp(pN)), 12);
+    expect(s.pYes).toBeCloseTo(1 / (1 + Math.exp(s.logitNo - s.logitYes)), 12);
+    expect(Math.abs(c.pYes - s.pYes)).toBeGreaterThan(1e-6);
+  });
+
+  it("fails only the item that is too long, malformed or empty, and scores the rest", async () => {
+    const rows = tallrecRows("movie", "test").slice(0, 3);
+    const long = { instruction: "x", input: "word ".repeat(3000) };
+    const res = await engine.score([rows[0], long, rows[1], { instruction: 5 } as never, "", { tokens: [1, 99999] }, rows[2]]);
+    expect(res[0].error).toBeUndefined();
+    expect(res[1].error).toMatch(/tokens but the context holds 2048/);
+    expect(res[2].error).toBeUndefined();
+    expect(res[3].error).toMatch(/item 3: field "instruction" must be a string/);
+    expect(res[4].error).toBeUndefined(); // "" tokenizes to BOS alone: a valid (if odd) prompt
+    expect(res[5].error).toMatch(/token id 99999 is outside the vocabulary/);
+    expect(res[6].error).toBeUndefined();
+    const again = ok((await engine.score([rows[1]]))[0]);
+    expect(relDiff(ok(res[2]).logitYes, again.logitYes)).toBeLessThan(1e-4);
+  });
+
+  it("rejects an empty batch, a non-array, an unknown adapter and an unknown scoring rule", async () => {
+    await expect(engine.score([])).rejects.toThrow(/at least one prompt/);
+    await expect(engine.score("x" as never)).rejects.toThrow(/array/);
+    await expect(engine.score([{ instruction: "a", input: "b" }], { adapter: "nope" })).rejects.toThrow(/unknown adapter "nope" \(loaded: "a", "b"\)/);
+    await expect(engine.score([{ instruction: "a", input: "b" }], { scoring: "max" as never })).rejects.toThrow(/scoring must be one of/);
+  });
+
+  it("keeps the event loop free while scoring 1000 prompts", async () => {
+    const rows = tallrecRows("movie", "test");
+    let ticks = 0;
+    let maxGap = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+      ticks++;
+    }, 5);
+    const t0 = performance.now();
+    const res = await engine.score(rows);
+    const elapsed = performance.now() - t0;
+    clearInterval(timer);
+    expect(res.filter((r) => r.error === undefined)).toHaveLength(1000);
+    // the timer kept firing throughout: no gap near the length of the call
+    expect(ticks).toBeGreaterThan(elapsed / 50);
+    expect(maxGap).toBeLessThan(Math.max(250, elapsed / 4));
+  });
+
+  it("serializes concurrent calls on one context and answers each correctly", async () => {
+    const rows = tallrecRows("movie", "test").slice(10, 30);
+    const together = await Promise.all(rows.map((r) => engine.score([r])));
+    const batch = (await engine.score(rows)).map(ok);
+    together.forEach((r, i) => expect(relDiff(ok(r[0]).logitYes, batch[i].logitYes)).toBeLessThan(1e-4));
+  });
+});

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+
+import { INSTRUCTIONS, parseInput, promptText, renderInput, renderPrompt } from "../src/prompt.js";
+import { tallrecRows } from "./helpers/data.js";
+
+describe("TALLRec prompt", () => {
+  it("is TALLRec's template byte for byte, noqa quirk included", () => {
+    expect(renderPrompt({ instruction: "I", input: "X" })).toBe(
+      "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.  # noqa: E501\n\n### Instruction:\nI\n\n### Input:\nX\n\n### Response:\n",
+    );
+    expect(renderPrompt({ instruction: "I", input: "" })).toBe(
+      "Below is an instruction that describes a task. Write a response that appropriately completes the request.  # noqa: E501\n\n### Instruction:\nI\n\n### Response:\n",
+    );
+  });
+
+  it("renders structured fields exactly as every TALLRec test and valid row (6854 rows)", () => {
+    let n = 0;
+    let emptyLiked = 0;
+    for (const domain of ["movie", "book"] as const) {
+      for (const split of ["test", "valid"] as const) {
+        for (const row of tallrecRows(domain, split)) {
+          expect(row.instruction).toBe(INSTRUCTIONS[domain]);
+          const fields = parseInput(row.input);
+          expect(fields, row.input).not.toBeNull();
+          expect(fields!.domain).toBe(domain);
+          expect(renderInput(fields!)).toBe(row.input);
+          expect(promptText({ ...fields! })).toBe(renderPrompt(row));
+          if (fields!.liked.length === 0) emptyLiked++;
+          n++;
+        }
+      }
+    }
+    expect(n).toBe(6854);
+    expect(emptyLiked).toBeGreaterThan(0);
+  });
+
+  it("renders movies quoted and books as title-by-author with the target quoted twice", () => {
+    expect(renderInput({ domain: "movie", liked: ["A (1990)", "B, The (1991)"], disliked: [], target: "C (1992)" })).toBe(
+      'User Preference: "A (1990)", "B, The (1991)"\nUser Unpreference: \nWhether the user will like the target movie "C (1992)"?',
+    );
+    expect(
+      renderInput({ domain: "book", liked: [{ title: "Sula", author: "Toni Morrison" }], disliked: [{ title: "X", author: "Y" }], target: { title: "T", author: "A" } }),
+    ).toBe('User Preference: "Sula" written by Toni Morrison\nUser Unpreference: "X" written by Y\nWhether the user will like the target book ""T" written by A"?');
+  });
+
+  it("parses a real movie row into its titles", () => {
+    const row = tallrecRows("movie", "test")[0];
+    const f = parseInput(row.input)!;
+    expect(f.liked[0]).toBe("Paris, Texas (1984)");
+    expect(f.liked).toHaveLength(9);
+    expect(f.disliked).toEqual(["Kalifornia (1993)"]);
+    expect(f.target).toBe("Perez Family, The (1995)");
+    expect(parseInput("not a TALLRec input")).toBeNull();
+  });
+});
