@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// npm run bench:score [-- --model tiny|bench|PATH --prompts 200 --threads 2 --reps 3 --no-llama-bench]
+//
+// Scores TALLRec movie test prompts (with LoRA adapter A of the test models) three ways in one
+// run, repetitions interleaved so that machine noise hits all alike:
+//   shared   engine.score(all prompts), prefix sharing on (the default)
+//   batched  engine.score(all prompts, { share: false })
+//   single   one engine.score([prompt]) call per prompt
+// and runs llama.cpp's llama-bench (built from the same bundled source with the same options,
+// bench/setup.mjs) on the same model and threads for the prompt-processing limit (pp tokens/s).
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+
+import { Engine } from "../dist/index.js";
+import { ensureTestModels, generateLlamaModel, generateLora, LLAMA_PRESETS } from "../dist/synth/index.js";
+import { renderPrompt } from "../dist/prompt.js";
+import { buildLlamaTools, bundleInfo } from "../native/llama.mjs";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const { values: args } = parseArgs({
+  options: {
+    model: { type: "string", default: "tiny" },
+    prompts: { type: "string", default: "200" },
+    threads: { type: "string", default: "2" },
+    reps: { type: "string", default: "3" },
+    "single-max": { type: "string", default: "100" },
+    "no-llama-bench": { type: "boolean", default: false },
+    data: { type: "string", default: join(root, "..", "shared", "data") },
+    json: { type: "string" },
+  },
+});
+const nPrompts = Number(args.prompts);
+const threads = Number(args.threads);
+const reps = Number(args.reps);
+
+/** The model (and a LoRA adapter for it): a preset generated into models/, or a path. */
+async function resolveModel(name) {
+  const models = join(root, "models");
+  if (name === "tiny") {
+    const m = await ensureTestModels(models);
+    return { model: m.tiny, lora: m.loraA };
+  }
+  if (name === "bench") {
+    const model = join(models, "bench.gguf");
+    const lora = join(models, "bench-lora.gguf");
+    if (!existsSync(model)) await generateLlamaModel(model, "bench");
+    if (!existsSync(lora)) await generateLora(lora, LLAMA_PRESETS.bench, { r: 8, alpha: 16, targets: ["attn_q", "attn_v"], seed: 7 });
+    return { model, lora };
+  }
+  return { model: name, lora: undefined };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const { model, lora } = await resolveModel(args.model);
+  const rows = JSON.parse(readFileSync(join(args.data, "tallrec", "movie", "test.json"), "utf8")).slice(0, nPrompts);
+  const engine = await Engine.load({ model, adapters: lora ? [{ name: "tallrec", path: lora }] : [], gpu: "auto", threads });
+  const promptTokens = rows.reduce((s, r) => s + engine.tokenize(renderPrompt(r)).length, 0);
+  const singleRows = rows.slice(0, Math.min(rows.length, Number(args["single-max"])));
+  const singleTokens = singleRows.reduce((s, r) => s + engine.tokenize(renderPrompt(r)).length, 0);
+
+  const modes = {
+    shared: async () => {
+      await engine.score(rows);
+      return { prompts: rows.length, tokens: promptTokens, decoded: engine.stats.decodedTokens };
+    },
+    batched: async () => {
+      await engine.score(rows, { share: false });
+      return { prompts: rows.length, tokens: promptTokens, decoded: engine.stats.decodedTokens };
+    },
+    single: async () => {
+      let decoded = 0;
+      for (const r of singleRows) {
+        await engine.score([r], { share: false });
+        decoded += engine.stats.decodedTokens;
+      }
+      return { prompts: singleRows.length, tokens: singleTokens, decoded };
+    },
+  };
+  await engine.score(rows.slice(0, 8)); // warm up
+  const times = Object.fromEntries(Object.keys(modes).map((k) => [k, []]));
+  const work = {};
+  for (let r = 0; r < reps; r++) {
+    for (const [name, fn] of Object.entries(modes)) {
+      const t0 = performance.now();
+      work[name] = await fn();
+      times[name].push((performance.now() - t0) / 1000);
+    }
+  }
+  const info = engine.info;
+  await engine.close();
+
+  let llamaBench = null;
+  if (!args["no-llama-bench"]) {
+    const bin = buildLlamaTools(bundleInfo(), { targets: ["llama-bench"] });
+    const out = execFileSync(join(bin, "llama-bench"), ["-m", model, "-p", "256", "-n", "0", "-t", String(threads), "-r", String(Math.max(3, reps)), "-fa", "0", "-o", "json"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    const res = JSON.parse(out)[0];
+    llamaBench = { tokensPerSecond: res.avg_ts, stddev: res.stddev_ts, test: "pp256" };
+  }
+
+  const rowsOut = Object.entries(modes).map(([name]) => {
+    const s = median(times[name]);
+    const w = work[name];
+    return { mode: name, prompts: w.prompts, seconds: s, promptsPerSecond: w.prompts / s, promptTokensPerSecond: w.tokens / s, decodedTokensPerSecond: w.decoded / s };
+  });
+  const by = Object.fromEntries(rowsOut.map((r) => [r.mode, r]));
+  const result = {
+    date: new Date().toISOString(),
+    command: `npm run bench:score -- ${process.argv.slice(2).join(" ")}`.trim(),
+    model: { path: model, description: info.model.description, params: info.model.nParams },
+    backend: info.backend,
+    threads,
+    prompts: rows.length,
+    promptTokens,
+    reps,
+    modes: rowsOut,
+    llamaBench,
+    ratios: {
+      sharedOverSingle: by.shared.promptsPerSecond / by.single.promptsPerSecond,
+      batchedOverSingle: by.batched.promptsPerSecond / by.single.promptsPerSecond,
+      sharedOverBatched: by.shared.promptsPerSecond / by.batched.promptsPerSecond,
+      batchedTokensOverLlamaBench: llamaBench ? by.batched.decodedTokensPerSecond / llamaBench.tokensPerSecond : null,
+      sharedEffectiveTokensOverLlamaBench: llamaBench ? by.shared.promptTokensPerSecond / llamaBench.tokensPerSecond : null,
+    },
+  };
+  const f = (x, d = 1) => x.toFixed(d);
+  console.log(`\n${result.model.description}, ${info.backend}, ${threads} threads, ${rows.length} TALLRec movie prompts (${promptTokens} tokens), LoRA ${lora ? "on" : "off"}, median of ${reps}\n`);
+  console.log("| mode | prompts/s | prompt tokens/s | decoded tokens/s |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const r of rowsOut) console.log(`| ${r.mode} | ${f(r.promptsPerSecond)} | ${f(r.promptTokensPerSecond, 0)} | ${f(r.decodedTokensPerSecond, 0)} |`);
+  if (llamaBench) console.log(`| llama-bench pp256 | | | ${f(llamaBench.tokensPerSecond, 0)} ± ${f(llamaBench.stddev, 0)} |`);
+  console.log("");
+  for (const [k, v] of Object.entries(result.ratios)) if (v !== null) console.log(`${k}: ${f(v, 2)}x`);
+  const file = args.json ?? join(root, "bench", "results", `score-${args.model.replace(/[^a-z0-9-]/gi, "_")}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+}
+
+await main();

@@ -1,0 +1,25 @@
+/**
+ * tallrec: fast, exact TALLRec inference for Node.js.
+ *
+ * The engine (Engine.load / engine.score) scores user–item prompts with a LLaMA GGUF model and
+ * TALLRec LoRA adapters over llama.cpp; prompts renders TALLRec's template.
+ */
+export { Engine } from "./engine.js";
+export type {
+  AdapterSelection,
+  AdapterSpec,
+  EngineInfo,
+  EngineOptions,
+  LogFunction,
+  Score,
+  ScoreFailure,
+  ScoreInput,
+  ScoreOptions,
+  ScoreResult,
+  ScoreStats,
+} from "./engine.js";
+export { INSTRUCTIONS, RESPONSE_MARKER, parseInput, promptText, renderInput, renderPrompt, toInstructionPrompt } from "./prompt.js";
+export type { Book, Domain, InstructionPrompt, PromptInput, StructuredPrompt } from "./prompt.js";
+export { SCORING_RULES, probabilityYes, sigmoid } from "./scoring.js";
+export type { ScoringRule } from "./scoring.js";
+export type { Backend, GpuMode } from "./native.js";
