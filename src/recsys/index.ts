@@ -1,4 +1,5 @@
 /**
+ * Classic recommenders for the Chat-REC pipeline: data loading, splits,
  * popularity / item-kNN / BPR-MF / biased-MF models, metrics.
  *
  * @module
@@ -15,4 +16,7 @@ export * from "./topk.js";
 export * from "./model-file.js";
 export * from "./base.js";
 export * from "./popularity.js";
+export * from "./knn.js";
+export * from "./mf.js";
 export * from "./metrics.js";
+export * from "./load.js";
