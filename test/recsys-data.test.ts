@@ -117,6 +117,11 @@ describe("CSV tokenizer", () => {
     ]);
   });
 
+  it("rejects a delimiter that cannot work", () => {
+    expect(() => [...readCsv("a", "d.csv", "\"")]).toThrow(InvalidArgumentError);
+    expect(() => [...readCsv("a", "d.csv", ";;")]).toThrow(InvalidArgumentError);
+  });
+
   it("reports an unterminated quote with its line", () => {
     expect(() => [...readCsv('a,b\n1,"oops\n2,3\n', "q.csv")]).toThrow('q.csv:2: field "column 2": unterminated quoted field');
   });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DataFormatError } from "./errors.js";
+import { DataFormatError, InvalidArgumentError } from "./errors.js";
 
 /** One CSV record with the 1-based line number it starts on. */
 export interface CsvRecord {
@@ -21,7 +21,7 @@ export interface CsvRecord {
  */
 export function* readCsv(text: string, file: string, delimiter = ","): Generator<CsvRecord> {
   if (delimiter.length !== 1 || delimiter === '"' || delimiter === "\n" || delimiter === "\r") {
-    throw new Error(`invalid CSV delimiter ${JSON.stringify(delimiter)}`);
+    throw new InvalidArgumentError(`invalid CSV delimiter ${JSON.stringify(delimiter)}`);
   }
   let pos = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   let line = 1;
