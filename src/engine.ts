@@ -51,6 +51,8 @@ export interface EngineOptions {
   sequences?: number;
   /** Flash attention (default off: scores then do not depend on how prompts are batched). */
   flashAttention?: boolean;
+  /** KV cache precision (default "f16", llama.cpp's default; "f32" is exact to float rounding, at twice the memory). */
+  kvType?: "f16" | "f32";
   /** Answer tokens: ids or the text whose first token after "### Response:\n" is the answer. Default "Yes" / "No". */
   answerTokens?: { yes?: number | string; no?: number | string };
   /** llama.cpp's log: false (default) quiet, true to stderr, or a function. */
@@ -226,6 +228,7 @@ export class Engine {
         threads,
         threadsBatch: threads,
         flashAttn: options.flashAttention ? "on" : "off",
+        kvType: options.kvType ?? "f16",
       });
       const answerTokens = {
         yes: resolveAnswerToken(model, options.answerTokens?.yes ?? "Yes", "yes"),

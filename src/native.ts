@@ -55,6 +55,7 @@ export interface NativeContextOptions {
   embeddings?: boolean;
   kvUnified?: boolean;
   offloadKqv?: boolean;
+  kvType?: "f16" | "f32";
 }
 
 export interface NativeRunPlan {

@@ -82,7 +82,7 @@ std::shared_ptr<ContextHandle> Context::Claim(Napi::Env env) const {
 }
 
 // Context.create(model, { nCtx, nBatch, nUbatch, nSeqMax, threads, threadsBatch, flashAttn,
-//                         embeddings, kvUnified, offloadKqv }) -> Promise<Context>
+//                         embeddings, kvUnified, offloadKqv, kvType }) -> Promise<Context>
 Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1) throw Napi::TypeError::New(env, "model is required");
@@ -106,6 +106,10 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     p.embeddings = BoolOption(o, "embeddings", false);
     if (p.embeddings) p.pooling_type = LLAMA_POOLING_TYPE_MEAN;
     p.kv_unified = BoolOption(o, "kvUnified", true);
+    const std::string kvType = o.Has("kvType") && o.Get("kvType").IsString() ? o.Get("kvType").As<Napi::String>().Utf8Value() : "f16";
+    if (kvType == "f32") p.type_k = p.type_v = GGML_TYPE_F32;
+    else if (kvType == "f16") p.type_k = p.type_v = GGML_TYPE_F16;
+    else throw Napi::TypeError::New(env, "kvType must be \"f16\" or \"f32\"");
     p.offload_kqv = BoolOption(o, "offloadKqv", true);
     p.no_perf = true;
 
