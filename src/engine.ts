@@ -35,7 +35,7 @@ export interface EngineOptions {
   adapters?: AdapterSpec[];
   /** Adapter used when a call names none (default: the only adapter, when exactly one is loaded). */
   defaultAdapter?: string | null;
-  /** "auto" (default): CUDA when a usable GPU is found, else the CPU; "cuda": ask for CUDA (falls back with a warning); "cpu". */
+  /** "auto" (default): CUDA when a usable GPU is found, else the CPU; "cuda": ask for CUDA (falls back to the CPU, with `info.fallbackReason` saying why); "cpu". */
   gpu?: GpuMode;
   /** Layers to offload on CUDA (default: all). */
   gpuLayers?: number;
@@ -206,11 +206,8 @@ export class Engine {
     if (log === true) binding.setLogger((level, text) => process.stderr.write(text), LogLevel.INFO);
     else if (typeof log === "function") binding.setLogger((level, text) => log(logLevelName(level), text.trimEnd()), LogLevel.DEBUG);
     else binding.setLogger(null);
-    if (loaded.fallbackReason && gpu === "cuda") {
-      const msg = `tallrec: CUDA was asked for but is not available; ${loaded.fallbackReason}`;
-      if (typeof log === "function") log("warn", msg);
-      else process.emitWarning(msg);
-    }
+    // engine.info.fallbackReason tells callers; a log function also hears it when CUDA was asked for
+    if (loaded.fallbackReason && gpu === "cuda" && typeof log === "function") log("warn", `CUDA was asked for but is not available; ${loaded.fallbackReason}`);
 
     const model = await binding.Model.load(options.model, {
       gpuLayers: loaded.backend === "cuda" ? (options.gpuLayers ?? -1) : 0,
