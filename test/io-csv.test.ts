@@ -242,6 +242,12 @@ describe("csv reader: malformed input never aborts", () => {
       ["p\n\nq", "2"],
     ]);
     expect(records.every((r) => !r.error)).toBe(true);
+    // Spaces after the closing quote are reported but do not make it look like a stray quote.
+    const sloppy = parseCsv('a,b\n"multi\nline"  ,1\n3,4\n').records;
+    expect(sloppy.map((r) => [r.line, r.fields, r.error])).toEqual([
+      [2, ["multi\nline  ", "1"], "line 3: unexpected character after closing quote"],
+      [4, ["3", "4"], undefined],
+    ]);
   });
 
   it("reports a quote inside an unquoted field and text after a closing quote, keeping the text", () => {

@@ -50,7 +50,8 @@
  * (a) the input ends inside it,
  * (b) the record grows past `maxRecordBytes` inside it,
  * (c) after it (in the same record) there is a quote error
- *     (`unexpected character after closing quote`, `quote in unquoted field`), or
+ *     (`unexpected character after closing quote` other than a space or tab,
+ *     `quote in unquoted field`), or
  * (d) the record has the wrong number of fields.
  * Then the field is declared unterminated: the record is cut at the end of
  * the physical line where that field's opening quote is (the field keeps the
@@ -251,10 +252,10 @@ export class CsvParser {
     if (this.scan(rec, line, rec.lines.length - 1, null)) this.finish(rec, false);
   }
 
-  private addError(rec: RecState, lineNo: number, problem: string): void {
+  private addError(rec: RecState, lineNo: number, problem: string, suspicious = true): void {
     const msg = `line ${lineNo}: ${problem}`;
     if (!rec.errors.includes(msg)) rec.errors.push(msg);
-    if (rec.lastMultiQ >= 0) rec.suspect = true;
+    if (suspicious && rec.lastMultiQ >= 0) rec.suspect = true;
   }
 
   /**
@@ -348,7 +349,8 @@ export class CsvParser {
           i++;
           mode = FIELD_START;
         } else {
-          this.addError(rec, line.lineNo, "unexpected character after closing quote");
+          // Spaces after a closing quote are sloppy but not a sign of a stray quote.
+          this.addError(rec, line.lineNo, "unexpected character after closing quote", b !== 0x20 && b !== 0x09);
           mode = UNQUOTED;
           seg = i;
         }

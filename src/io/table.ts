@@ -73,7 +73,7 @@ export interface RowSource extends AsyncIterable<Row> {
   /** The CSV delimiter in use (`undefined` for JSON formats). */
   readonly delimiter: string | undefined;
   /**
-   * Column names: the CSV header; for JSON the keys of all elements in order
+   * Column names: the CSV header (`[]` with `header: false`); for JSON the keys of all elements in order
    * of first appearance; for JSONL the keys of the first object (reads ahead
    * at most 1000 records to find it; they are still yielded).
    */
