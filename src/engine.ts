@@ -12,7 +12,7 @@
 import { availableParallelism } from "node:os";
 
 import { loadBinding, LogLevel, type Backend, type GpuMode, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
-import { planScoring, type Plan } from "./plan.js";
+import { planScoring, roundBudget, type Plan } from "./plan.js";
 import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
 import { checkAdapterFile, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
@@ -49,6 +49,11 @@ export interface EngineOptions {
   ubatchSize?: number;
   /** Most prompts in flight in one round (default 64, at most 256). */
   sequences?: number;
+  /**
+   * Most KV cells one round of prompts spans (default: from the model's shape, see roundBudget in
+   * plan.ts; small models run faster with small rounds, large ones use the whole context).
+   */
+  roundTokens?: number;
   /** Flash attention (default off: scores then do not depend on how prompts are batched). */
   flashAttention?: boolean;
   /** KV cache precision (default "f16", llama.cpp's default; "f32" is exact to float rounding, at twice the memory). */
@@ -112,7 +117,7 @@ export interface EngineInfo {
   model: NativeModelInfo & { architecture: string };
   adapters: Array<{ name: string; path: string; scale: number; rank: number; alpha?: number; targets: number }>;
   answerTokens: { yes: number; no: number };
-  context: { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; threads: number };
+  context: { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; threads: number; roundTokens: number };
 }
 
 interface LoadedAdapter {
@@ -172,6 +177,7 @@ export class Engine {
     readonly answerTokens: { yes: number; no: number },
     private defaultAdapter: string | null,
     private readonly threads: number,
+    private readonly roundTokens: number,
   ) {}
 
   /** Loads the model, the adapters and a context. */
@@ -185,6 +191,7 @@ export class Engine {
     const nUbatch = positiveInt("ubatchSize", options.ubatchSize, Math.min(512, nBatch));
     const nSeqMax = positiveInt("sequences", options.sequences, Math.min(64, nBatch));
     const threads = positiveInt("threads", options.threads, availableParallelism());
+    if (options.roundTokens !== undefined) positiveInt("roundTokens", options.roundTokens, 0);
     const specs = options.adapters ?? [];
     if (!Array.isArray(specs)) throw new TypeError("adapters must be an array of { name, path, scale? }");
     const names = new Set<string>();
@@ -234,7 +241,12 @@ export class Engine {
       if (answerTokens.yes === answerTokens.no) throw new Error(`the yes and no answers resolve to the same token ${answerTokens.yes}`);
       let defaultAdapter = options.defaultAdapter ?? (specs.length === 1 ? specs[0].name : null);
       if (defaultAdapter !== null && !names.has(defaultAdapter)) throw new TypeError(`defaultAdapter ${JSON.stringify(defaultAdapter)} is not among the adapters`);
-      const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads);
+      const info = model.info();
+      const nFf = modelSummary.file.metadata.get(`${modelSummary.architecture}.feed_forward_length`)?.value;
+      const roundTokens =
+        options.roundTokens ??
+        roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
+      const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads, roundTokens);
       specs.forEach((a, i) => engine.adapters.set(a.name, { id: ++adapterIds, name: a.name, path: a.path, scale: a.scale ?? 1, native: loras[i], summary: adapterSummaries[i] }));
       return engine;
     } catch (err) {
@@ -263,7 +275,7 @@ export class Engine {
         targets: a.summary.targets.length,
       })),
       answerTokens: { ...this.answerTokens },
-      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: this.threads },
+      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: this.threads, roundTokens: this.roundTokens },
     };
   }
 
@@ -422,7 +434,7 @@ export class Engine {
     const resident = share && this.resident.key === adapters.key ? this.resident.tokens : new Int32Array(0);
     const plan: Plan = planScoring(
       chunk.map((i) => tokens[i]!),
-      { nCtx: ctxInfo.nCtx, nBatch: ctxInfo.nBatch, nSeqMax: ctxInfo.nSeqMax },
+      { nCtx: ctxInfo.nCtx, nBatch: ctxInfo.nBatch, nSeqMax: ctxInfo.nSeqMax, roundCells: this.roundTokens },
       { share, resident },
     );
     const onAbort = () => this.native.context.abort();

@@ -21,8 +21,14 @@ export const STEP_REMOVE_FROM = 1;
 export const STEP_CLEAR = 2;
 
 export interface PlanLimits {
-  /** KV cells of the context (n_ctx). */
+  /** KV cells of the context (n_ctx): no prompt may be longer. */
   nCtx: number;
+  /**
+   * Most KV cells a round should span, pinned prefix included (default nCtx). Every token of a
+   * llama_decode call attends over all cells in use (masked per sequence), so on small models
+   * smaller rounds are faster; see roundBudget().
+   */
+  roundCells?: number;
   /** Most tokens in one llama_decode call (n_batch). */
   nBatch: number;
   /** Most sequences in flight (n_seq_max). */
@@ -179,6 +185,7 @@ class PlanBuilder {
   reused = 0;
 
   round: Node[] = [];
+  readonly budget: number;
   roundBase = 0;
   roundTokens = 0;
   roundLeaves = 0;
@@ -188,6 +195,7 @@ class PlanBuilder {
     resident: ArrayLike<number>,
   ) {
     this.pinned = Array.from(resident);
+    this.budget = Math.min(limits.nCtx, limits.roundCells ?? limits.nCtx);
     this.seqOffsets.push(0);
     if (this.pinned.length === 0) this.steps.push(STEP_CLEAR, 0, 0);
   }
@@ -237,7 +245,7 @@ class PlanBuilder {
 
   /** Adds a whole subtree (hanging right below the pinned chain) to the current round. */
   add(node: Node): void {
-    const room = this.limits.nCtx - node.start;
+    const room = this.budget - node.start;
     if (this.round.length > 0 && (this.roundTokens + node.size > room || this.roundLeaves + node.leaves > this.limits.nSeqMax)) {
       this.flushRound();
     }
@@ -292,7 +300,7 @@ export function planScoring(prompts: readonly Int32Array[], limits: PlanLimits, 
   measure(root);
 
   const b = new PlanBuilder(limits, share ? (options.resident ?? []) : []);
-  const fits = (n: Node) => n.size <= limits.nCtx - n.start && n.leaves <= limits.nSeqMax;
+  const fits = (n: Node) => n.size <= b.budget - n.start && n.leaves <= limits.nSeqMax;
 
   // Depth-first over the tree with an explicit stack: ["visit", node, spine] or ["done", node].
   type Frame = { node: Node; spine: boolean; next: number };
@@ -337,4 +345,31 @@ export function planScoring(prompts: readonly Int32Array[], limits: PlanLimits, 
       rounds: b.rounds,
     },
   };
+}
+
+/** Model shape for the round-size cost model. */
+export interface ModelShape {
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  nFf: number;
+}
+
+/**
+ * How many KV cells a round should span for a model. In a unified KV cache every token of a
+ * decode call attends over every cell in use (other sequences are masked, not skipped), costing
+ * about 4·n_embd FLOPs per cell per layer, while the token's matrix products cost
+ * 2·(2·n_embd² + 2·n_embd·n_embd_kv + 3·n_embd·n_ff). Rounds are sized so that the attention
+ * over cells of other prompts stays under a tenth of the matrix work, in multiples of 256 cells
+ * (llama.cpp pads the attended span to 256): 256 cells (one prompt per round) for the tiny test
+ * model, about 1024 for a 1024-wide 8-layer model, the whole context for LLaMA-7B.
+ */
+export function roundBudget(m: ModelShape, nCtx: number): number {
+  const d = m.nEmbd;
+  const dKv = (d / m.nHead) * m.nHeadKv;
+  const matmul = 2 * (2 * d * d + 2 * d * dKv + 3 * d * m.nFf);
+  const perCell = 4 * d + 8 * m.nHead;
+  const cells = (2 * 0.1 * matmul) / perCell;
+  return Math.min(nCtx, Math.max(256, Math.round(cells / 256) * 256));
 }

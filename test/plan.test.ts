@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { planScoring, type PlanLimits } from "../src/plan.js";
+import { planScoring, roundBudget, type PlanLimits } from "../src/plan.js";
 import { KvSimulator } from "./helpers/kvsim.js";
 
 /** Deterministic PRNG for generated prompt sets. */
@@ -49,7 +49,14 @@ describe("planScoring", () => {
   it("gives every prompt exactly its own context, with and without sharing, across seeds and limits", () => {
     for (let seed = 1; seed <= 30; seed++) {
       const prompts = promptSet(seed, 1 + (seed % 5), 1 + (seed % 7), { dupes: seed % 3 === 0, prefixOfOther: seed % 4 === 0 });
-      for (const l of [limits, { nCtx: 32, nBatch: 7, nSeqMax: 2 }, { nCtx: 256, nBatch: 256, nSeqMax: 16 }, { nCtx: 24, nBatch: 24, nSeqMax: 1 }]) {
+      for (const l of [
+        limits,
+        { nCtx: 32, nBatch: 7, nSeqMax: 2 },
+        { nCtx: 256, nBatch: 256, nSeqMax: 16 },
+        { nCtx: 24, nBatch: 24, nSeqMax: 1 },
+        { nCtx: 64, nBatch: 64, nSeqMax: 8, roundCells: 12 },
+        { nCtx: 64, nBatch: 9, nSeqMax: 8, roundCells: 1 },
+      ]) {
         check(prompts, l, true);
         check(prompts, l, false);
       }
@@ -109,6 +116,20 @@ describe("planScoring", () => {
     expect(plan.nOutputs).toBe(2);
     expect(plan.outputOf[1]).toBe(plan.outputOf[2]);
     expect(plan.outputOf[0]).toBe(plan.outputOf[3]);
+  });
+
+  it("keeps rounds within roundCells (beyond a pinned prefix) and sizes them from the model", () => {
+    const prompts = promptSet(5, 4, 6);
+    const l: PlanLimits = { nCtx: 256, nBatch: 256, nSeqMax: 64, roundCells: 20 };
+    const { plan, sim } = check(prompts, l, false);
+    expect(sim.maxCells).toBeLessThanOrEqual(20);
+    expect(plan.stats.rounds).toBeGreaterThan(check(prompts, { ...l, roundCells: 256 }, false).plan.stats.rounds);
+    // tiny test model: one prompt per round; LLaMA-7B: the whole context
+    expect(roundBudget({ nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 2, nFf: 172 }, 4096)).toBe(256);
+    expect(roundBudget({ nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 }, 4096)).toBe(4096);
+    const mid = roundBudget({ nEmbd: 1024, nLayer: 8, nHead: 16, nHeadKv: 4, nFf: 2816 }, 4096);
+    expect(mid).toBeGreaterThan(256);
+    expect(mid).toBeLessThan(4096);
   });
 
   it("rejects prompts the context cannot hold", () => {
