@@ -5,6 +5,8 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 
 import { addGlobalOptions, CliError, EXIT } from "./common.js";
+import { batchCommand } from "./commands/batch.js";
+import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { scoreCommand } from "./commands/score.js";
@@ -18,7 +20,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   addGlobalOptions(program);
-  for (const cmd of [scoreCommand(), evalCommand(), inspectCommand()]) program.addCommand(cmd.exitOverride());
+  for (const cmd of [scoreCommand(), batchCommand(), evalCommand(), inspectCommand(), demoCommand()]) program.addCommand(cmd.exitOverride());
   return program;
 }
 

@@ -1,0 +1,220 @@
+/**
+ * `tallrec batch`: score a CSV/JSONL/JSON file of user–item rows into a CSV/JSONL file, streaming
+ * (constant memory), in input order, every row accounted for, resumable after an interruption.
+ */
+import { basename } from "node:path";
+
+import { Command, Option } from "commander";
+
+import type { Engine, ScoreInput, ScoreResult } from "../../engine.js";
+import { formatCsvRow, formatJsonlRow, openResumableOutput, openRows, TextWriter, type Row, type RowFormat } from "../../io/index.js";
+import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
+import { addModelOptions, allOptions, CliError, EXIT, loadEngine, loraSpecs, makeLog, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
+import { Progress } from "../progress.js";
+import { DEFAULT_COLUMNS, promptReader, type ColumnOptions, type RowToPrompt } from "../rows.js";
+
+interface BatchOptions extends ModelOptions, Partial<ColumnOptions> {
+  out: string;
+  format?: RowFormat;
+  outFormat?: "csv" | "jsonl";
+  adapter?: string;
+  scoring: ScoringRule;
+  window: number;
+  resume?: boolean;
+}
+
+type OutFormat = "csv" | "jsonl";
+
+/** The output format: --out-format, else from the extension, else CSV. */
+function outputFormat(path: string, explicit?: OutFormat): OutFormat {
+  if (explicit) return explicit;
+  if (/\.(jsonl|ndjson|jsonlines)$/i.test(path)) return "jsonl";
+  if (/\.json$/i.test(path)) throw new CliError(`${path}: write .jsonl or .csv (a JSON array cannot be streamed or resumed)`, EXIT.USAGE);
+  return "csv";
+}
+
+function cell(v: unknown): string | number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === "string" || typeof v === "number") return v;
+  return JSON.stringify(v);
+}
+
+/** Formats one output row: the input's columns, then p_yes, logit_yes, logit_no, error. */
+function formatRow(format: OutFormat, columns: readonly string[], row: Row, result: ScoreResult): string {
+  const ok = result.error === undefined;
+  if (format === "jsonl") {
+    return formatJsonlRow({
+      ...row.values,
+      p_yes: ok ? result.pYes : null,
+      logit_yes: ok ? result.logitYes : null,
+      logit_no: ok ? result.logitNo : null,
+      ...(ok ? {} : { error: result.error }),
+    });
+  }
+  return formatCsvRow([...columns.map((c) => cell(row.values[c])), ok ? result.pYes : null, ok ? result.logitYes : null, ok ? result.logitNo : null, ok ? null : result.error]);
+}
+
+/** Scores one window of rows; rows that are unreadable or do not make a prompt get their error. */
+async function scoreWindow(engine: Engine, rows: Row[], toPrompt: RowToPrompt, o: BatchOptions, signal: AbortSignal): Promise<ScoreResult[]> {
+  const results: ScoreResult[] = new Array(rows.length);
+  const prompts: ScoreInput[] = [];
+  const at: number[] = [];
+  rows.forEach((row, k) => {
+    if (row.error) {
+      results[k] = { error: row.error };
+      return;
+    }
+    try {
+      prompts.push(toPrompt(row.values));
+      at.push(k);
+    } catch (err) {
+      results[k] = { error: `line ${row.line}: ${(err as Error).message}` };
+    }
+  });
+  if (prompts.length > 0) {
+    const scored = await engine.score(prompts, { adapter: o.adapter, scoring: o.scoring, signal });
+    scored.forEach((r, j) => (results[at[j]] = r.error === undefined ? r : { error: `line ${rows[at[j]].line}: ${r.error}` }));
+  }
+  return results;
+}
+
+export function batchCommand(): Command {
+  const cmd = new Command("batch")
+    .description("score a file of user-item rows (CSV, JSONL or TALLRec JSON) into CSV or JSONL, streaming and resumable")
+    .argument("<input>", 'input file, or "-" for stdin')
+    .requiredOption("-o, --out <file>", 'output .csv or .jsonl, or "-" for stdout')
+    .addOption(new Option("--format <format>", "input format (default: from the extension, else sniffed)").choices(["csv", "jsonl", "json"]))
+    .addOption(new Option("--out-format <format>", "output format (default: from the extension, else csv)").choices(["csv", "jsonl"]))
+    .option("--adapter <name>", "adapter to use (default: the only one loaded)")
+    .addOption(new Option("--scoring <rule>", "scoring rule").choices([...SCORING_RULES]).default("softmax"))
+    .option("--user-col <name>", "user column: a user's adjacent rows are kept in one window so their history is evaluated once")
+    .option("--instruction-col <name>", 'instruction column (default "instruction")')
+    .option("--input-col <name>", 'input column (default "input")')
+    .option("--liked-col <name>", 'liked-items column (default "liked")')
+    .option("--disliked-col <name>", 'disliked-items column (default "disliked")')
+    .option("--target-col <name>", 'target-item column (default "target")')
+    .addOption(new Option("--domain <domain>", "domain of structured rows (default movie)").choices(["movie", "book"]))
+    .option("--domain-col <name>", "domain column of structured rows")
+    .option("--sep <s>", 'separator of items in CSV list columns (default ";")')
+    .option("--window <n>", "rows scored per engine call", positiveIntArg("--window"), 512)
+    .option("--resume", "continue an interrupted run of the same command (same output file)")
+    .addHelpText(
+      "after",
+      `
+Output: the input's columns, then p_yes, logit_yes, logit_no, and error for rows that failed
+(unreadable, missing a column, or longer than the context); such rows never stop the run.
+Exit code 0 when every row was scored, 3 when some rows failed, 130 when interrupted (Ctrl-C
+flushes what is scored; run again with --resume to continue where it stopped).
+
+Examples:
+  tallrec batch ../shared/data/tallrec/book/test.json -o book-scores.csv -m models/llama-7b.gguf -l book=models/book.gguf
+  tallrec batch pairs.csv -o scores.jsonl --liked-col history --target-col item --sep "|" --user-col user_id --resume`,
+    )
+    .action(async (input: string, _o, command: Command) => {
+      const o = allOptions<BatchOptions>(command);
+      const log = makeLog(o);
+      const format = outputFormat(o.out, o.outFormat);
+      if (o.resume && o.out === "-") throw new CliError("--resume needs an output file, not stdout", EXIT.USAGE);
+      if (o.out !== "-" && input !== "-" && basename(o.out) === basename(input) && o.out === input) throw new CliError("the output would overwrite the input", EXIT.USAGE);
+
+      const source = await openRows(input, { format: o.format });
+      const columns = await source.columns();
+      const cols: ColumnOptions = { ...DEFAULT_COLUMNS, ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in DEFAULT_COLUMNS)) };
+      const { toPrompt } = promptReader(columns, cols);
+      const header = format === "csv" ? formatCsvRow([...columns, "p_yes", "logit_yes", "logit_no", "error"]) : "";
+
+      // open the engine before touching the output: a bad model must not truncate an earlier run
+      const engine = await loadEngine(o, o);
+      const fingerprint = JSON.stringify({ input, model: modelPath(o), loras: loraSpecs(o), adapter: o.adapter ?? null, scoring: o.scoring, cols, format });
+      const out =
+        o.out === "-"
+          ? null
+          : // checkpoints only at window ends (flushBytes never triggers), so a resumed run scores the
+            // same windows as an uninterrupted one and writes the same bytes
+            await openResumableOutput(o.out, { resume: !!o.resume, header, rowFormat: format === "csv" ? "csv" : "lines", fingerprint, flushBytes: Number.MAX_SAFE_INTEGER });
+      const stdout = o.out === "-" ? new TextWriter(process.stdout) : null;
+      if (stdout && header) await stdout.write(header);
+      const startIndex = out?.startIndex ?? 0;
+      if (out && o.resume) log(`resuming at row ${startIndex} (${out.resumeInfo.source}${out.resumeInfo.discardedBytes ? `, ${out.resumeInfo.discardedBytes} bytes of a partial row dropped` : ""})`);
+
+      const abort = new AbortController();
+      let interrupted = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (interrupted) process.exit(EXIT.INTERRUPTED); // second Ctrl-C: leave now
+        interrupted = true;
+        log(`\n${sig}: stopping; flushing the rows already scored`);
+        abort.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+
+      const progress = new Progress("batch", undefined, o.quiet);
+      let written = 0;
+      let failed = 0;
+      const write = async (rows: Row[], results: ScoreResult[]) => {
+        for (let k = 0; k < rows.length; k++) {
+          const text = formatRow(format, columns, rows[k], results[k]);
+          if (results[k].error !== undefined) failed++;
+          if (out) await out.write(text, rows[k].index);
+          else await stdout!.write(text);
+          written++;
+        }
+        if (out) await out.flush(); // durable and checkpointed, window by window
+        progress.update(startIndex + written, failed);
+      };
+
+      const userOf = (row: Row) => (o.userCol ? String(row.values[o.userCol] ?? "") : null);
+      let pending: { rows: Row[]; results: Promise<ScoreResult[]> } | null = null;
+      const settle = async () => {
+        if (!pending) return;
+        const p = pending;
+        pending = null;
+        await write(p.rows, await p.results);
+      };
+      let window: Row[] = [];
+      const submit = async () => {
+        if (window.length === 0) return;
+        const rows = window;
+        window = [];
+        // score this window while the next one is read
+        const results = scoreWindow(engine, rows, toPrompt, o, abort.signal);
+        results.catch(() => {}); // handled when settled
+        await settle();
+        pending = { rows, results };
+      };
+
+      let error: unknown;
+      try {
+        for await (const row of source) {
+          if (interrupted) break;
+          if (row.index < startIndex) continue;
+          if (window.length >= o.window) {
+            const boundary = userOf(row) === null || userOf(row) !== userOf(window[window.length - 1]) || window.length >= 4 * o.window;
+            if (boundary) await submit();
+          }
+          window.push(row);
+        }
+        if (!interrupted) await submit();
+        await settle();
+      } catch (err) {
+        error = err;
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+        await source.close();
+        if (out) await out.close();
+        if (stdout) await stdout.close();
+        await engine.close();
+        progress.finish();
+      }
+      if (interrupted) {
+        log(`interrupted: rows 0..${startIndex + written - 1} are in ${o.out}; run the same command with --resume to continue`);
+        process.exitCode = EXIT.INTERRUPTED;
+        return;
+      }
+      if (error) throw error;
+      log(`${written} rows written to ${o.out === "-" ? "stdout" : o.out}${failed ? `, ${failed} with errors (see the error column)` : ""}`);
+      process.exitCode = failed > 0 ? EXIT.PARTIAL : EXIT.OK;
+    });
+  return addModelOptions(cmd);
+}
