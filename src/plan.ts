@@ -193,6 +193,8 @@ class PlanBuilder {
   constructor(
     readonly limits: PlanLimits,
     resident: ArrayLike<number>,
+    /** Reuse resident tokens (prefix sharing); off, every prompt is decoded in full. */
+    readonly reuse: boolean,
   ) {
     this.pinned = Array.from(resident);
     this.budget = Math.min(limits.nCtx, limits.roundCells ?? limits.nCtx);
@@ -218,20 +220,24 @@ class PlanBuilder {
     this.flushedTo = end;
   }
 
-  /** Drops resident tokens at positions >= p. */
+  /** Drops resident tokens at positions >= p (after decoding what is pending). */
   private truncate(p: number): void {
     if (this.pinned.length > p) {
+      this.flushTokens();
       this.steps.push(STEP_REMOVE_FROM, p, 0);
       this.pinned.length = p;
     }
   }
 
-  /** Decodes node's edge into every sequence and keeps it resident (reusing what already is). */
+  /**
+   * Decodes node's edge into every sequence and keeps it resident (reusing what already is, when
+   * sharing). Its tokens go into the same llama_decode call as the round that follows.
+   */
   pin(node: Node): void {
     this.flushRound();
     const e = node.edge;
     let m = 0;
-    while (m < e.length && node.start + m < this.pinned.length && this.pinned[node.start + m] === e[m]) m++;
+    if (this.reuse) while (m < e.length && node.start + m < this.pinned.length && this.pinned[node.start + m] === e[m]) m++;
     // a prompt ending here needs its last token decoded now, for its logits
     if (node.slot >= 0 && m === e.length) m = e.length - 1;
     this.truncate(node.start + m);
@@ -240,7 +246,6 @@ class PlanBuilder {
       this.emitToken(e[j], node.start + j, j === e.length - 1 ? node.slot : -1, 0, this.limits.nSeqMax);
       this.pinned.push(e[j]);
     }
-    this.flushTokens();
   }
 
   /** Adds a whole subtree (hanging right below the pinned chain) to the current round. */
@@ -256,6 +261,11 @@ class PlanBuilder {
     this.round.push(node);
     this.roundTokens += node.size;
     this.roundLeaves += node.leaves;
+  }
+
+  /** Decodes whatever is still pending (pinned tokens not followed by a round). */
+  finish(): void {
+    this.flushTokens();
   }
 
   /** Emits the current round: each subtree depth-first, sequences numbered by leaf. */
@@ -299,7 +309,7 @@ export function planScoring(prompts: readonly Int32Array[], limits: PlanLimits, 
   const { root, nOutputs } = buildTree(prompts, share, outputOf);
   measure(root);
 
-  const b = new PlanBuilder(limits, share ? (options.resident ?? []) : []);
+  const b = new PlanBuilder(limits, share ? (options.resident ?? []) : [], share);
   const fits = (n: Node) => n.size <= b.budget - n.start && n.leaves <= limits.nSeqMax;
 
   // Depth-first over the tree with an explicit stack: ["visit", node, spine] or ["done", node].
@@ -324,6 +334,7 @@ export function planScoring(prompts: readonly Int32Array[], limits: PlanLimits, 
     }
   }
   b.flushRound();
+  b.finish();
 
   let promptTokens = 0;
   for (const p of prompts) promptTokens += p.length;

@@ -121,9 +121,16 @@ describe("planScoring", () => {
   it("keeps rounds within roundCells (beyond a pinned prefix) and sizes them from the model", () => {
     const prompts = promptSet(5, 4, 6);
     const l: PlanLimits = { nCtx: 256, nBatch: 256, nSeqMax: 64, roundCells: 20 };
-    const { plan, sim } = check(prompts, l, false);
-    expect(sim.maxCells).toBeLessThanOrEqual(20);
+    const { plan, sim: s20 } = check(prompts, l, false);
+    expect(s20.maxCells).toBeLessThanOrEqual(20);
     expect(plan.stats.rounds).toBeGreaterThan(check(prompts, { ...l, roundCells: 256 }, false).plan.stats.rounds);
+    // prompts longer than a round are decoded alone, and without sharing nothing is reused
+    const total = prompts.reduce((s, p) => s + p.length, 0);
+    const sim = new KvSimulator(l);
+    check(prompts, l, true, sim); // leaves a resident prefix behind
+    const alone = check(prompts, { ...l, roundCells: 8 }, false, sim).plan;
+    expect(alone.stats.decodedTokens).toBe(total);
+    expect(alone.stats.reusedTokens).toBe(0);
     // tiny test model: one prompt per round; LLaMA-7B: the whole context
     expect(roundBudget({ nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 2, nFf: 172 }, 4096)).toBe(256);
     expect(roundBudget({ nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 }, 4096)).toBe(4096);
