@@ -12,6 +12,7 @@
 import { availableParallelism } from "node:os";
 
 import { loadBinding, LogLevel, type Backend, type GpuMode, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
+import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMessage, type GenerateOptions, type GenerateResult } from "./generation.js";
 import { planScoring, roundBudget, type Plan } from "./plan.js";
 import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
@@ -64,6 +65,8 @@ export interface EngineOptions {
   verbose?: boolean | LogFunction;
   /** Memory-map the model (default true). */
   useMmap?: boolean;
+  /** KV cells of the generation context, created on the first generate() (default 2048). */
+  generationContextSize?: number;
 }
 
 /** Which adapters a call uses: a name, names, explicit scales, or null for the base model alone. */
@@ -163,6 +166,10 @@ function positiveInt(name: string, v: unknown, fallback: number): number {
 export class Engine {
   private readonly adapters = new Map<string, LoadedAdapter>();
   private readonly lock = new Lock();
+  /** Generation and embedding contexts, created on first use, each with its own queue. */
+  private generation: { lock: Lock; context: Promise<NativeContext> } | null = null;
+  private embedding: { lock: Lock; context: Promise<NativeContext> } | null = null;
+  private generationContextSize = 2048;
   private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
   private closed = false;
   private lastStats: ScoreStats | null = null;
@@ -247,6 +254,7 @@ export class Engine {
         options.roundTokens ??
         roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads, roundTokens);
+      engine.generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
       specs.forEach((a, i) => engine.adapters.set(a.name, { id: ++adapterIds, name: a.name, path: a.path, scale: a.scale ?? 1, native: loras[i], summary: adapterSummaries[i] }));
       return engine;
     } catch (err) {
@@ -476,10 +484,86 @@ export class Engine {
   }
 
   /** Frees the context, adapters and model (after queued calls finish). */
+  /**
+   * Generates text from a prompt or a conversation (formatted with the model's chat template, or
+   * TALLRec's Alpaca-style layout when the GGUF has none), streaming it to `onText`. Uses the base
+   * model unless `adapter` says otherwise.
+   */
+  async generate(prompt: string | readonly ChatMessage[], options: GenerateOptions & { adapter?: AdapterSelection } = {}): Promise<GenerateResult> {
+    this.assertOpen();
+    checkGenerateOptions(options);
+    let text: string;
+    let stop = options.stop;
+    if (typeof prompt === "string") text = prompt;
+    else {
+      const chat = formatChat(this.native.model, prompt);
+      text = chat.text;
+      if (chat.template === "fallback") stop ??= FALLBACK_STOP;
+    }
+    const adapters = this.resolveAdapters(options.adapter ?? null);
+    const tokens = this.native.model.tokenize(text, true, false);
+    options.signal?.throwIfAborted();
+    this.generation ??= {
+      lock: new Lock(),
+      context: this.binding.Context.create(this.native.model, { nCtx: this.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.threads }),
+    };
+    const gen = this.generation;
+    const context = await gen.context;
+    return gen.lock.run(async () => {
+      this.assertOpen();
+      options.signal?.throwIfAborted();
+      const onAbort = () => context.abort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        const r = await context.generate(
+          {
+            tokens,
+            maxTokens: options.maxTokens ?? 256,
+            temperature: options.temperature ?? 0.7,
+            topK: options.topK,
+            topP: options.topP,
+            minP: options.minP,
+            repeatPenalty: options.repeatPenalty,
+            seed: options.seed ?? 0,
+            stop,
+            adapters: adapters.list.map((a) => a.native),
+            scales: Float32Array.from(adapters.scales),
+          },
+          options.onText,
+        );
+        return { text: r.text, tokens: r.tokens.length, promptTokens: r.promptTokens, stopReason: r.stopReason };
+      } finally {
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+    });
+  }
+
+  /** Embeddings of texts (mean-pooled last hidden states, L2-normalized), one Float32Array each. */
+  async embed(texts: readonly string[]): Promise<Float32Array[]> {
+    this.assertOpen();
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new TypeError("embed() takes an array of strings");
+    if (texts.length === 0) return [];
+    const tokenized = await this.native.model.tokenizeBatch([...texts], true, false);
+    this.embedding ??= {
+      lock: new Lock(),
+      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.threads, embeddings: true }),
+    };
+    const emb = this.embedding;
+    const context = await emb.context;
+    const nEmbd = this.native.model.info().nEmbd;
+    tokenized.forEach((t, i) => {
+      if (t.length > 2048) throw new RangeError(`text ${i} has ${t.length} tokens; embeddings take at most 2048`);
+    });
+    const flat = await emb.lock.run(() => context.embed(tokenized));
+    return tokenized.map((_, i) => normalize(flat.slice(i * nEmbd, (i + 1) * nEmbd)));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
+    const side = [this.generation, this.embedding].filter((x): x is { lock: Lock; context: Promise<NativeContext> } => x !== null);
     await this.lock.run(async () => {
       this.closed = true;
+      for (const s of side) await s.lock.run(async () => (await s.context).dispose());
       this.native.context.dispose();
       for (const a of this.adapters.values()) a.native.dispose();
       this.adapters.clear();

@@ -36,6 +36,7 @@ export interface NativeModel {
   info(): NativeModelInfo;
   meta(): Record<string, string>;
   chatTemplate(): string | null;
+  applyChatTemplate(messages: Array<{ role: string; content: string }>, addAssistant?: boolean, template?: string): string | null;
   dispose(): void;
 }
 
@@ -79,8 +80,32 @@ export interface NativeRunResult {
   tokensDecoded: number;
 }
 
+export interface NativeGenerateOptions {
+  tokens: Int32Array;
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  seed?: number;
+  stop?: string[];
+  adapters?: NativeLora[];
+  scales?: Float32Array;
+}
+
+export interface NativeGenerateResult {
+  text: string;
+  tokens: Int32Array;
+  stopReason: "eos" | "stop" | "length" | "context" | "abort";
+  promptTokens: number;
+}
+
 export interface NativeContext {
   run(plan: NativeRunPlan): Promise<NativeRunResult>;
+  generate(options: NativeGenerateOptions, onText?: (piece: string) => void): Promise<NativeGenerateResult>;
+  embed(texts: Int32Array[]): Promise<Float32Array>;
   abort(): void;
   info(): { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; busy: boolean };
   dispose(): void;

@@ -55,6 +55,8 @@ Napi::Function Context::Define(Napi::Env env) {
                        {
                            StaticMethod<&Context::Create>("create"),
                            InstanceMethod<&Context::Run>("run"),
+                           InstanceMethod<&Context::Generate>("generate"),
+                           InstanceMethod<&Context::Embed>("embed"),
                            InstanceMethod<&Context::Abort>("abort"),
                            InstanceMethod<&Context::Info>("info"),
                            InstanceMethod<&Context::Dispose>("dispose"),

@@ -46,6 +46,8 @@ class Context : public Napi::ObjectWrap<Context> {
   private:
     static Napi::Value Create(const Napi::CallbackInfo & info);
     Napi::Value Run(const Napi::CallbackInfo & info);
+    Napi::Value Generate(const Napi::CallbackInfo & info);  // generate.cpp
+    Napi::Value Embed(const Napi::CallbackInfo & info);     // generate.cpp
     Napi::Value Abort(const Napi::CallbackInfo & info);
     Napi::Value Info(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);

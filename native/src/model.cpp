@@ -17,6 +17,7 @@ Napi::Function Model::Define(Napi::Env env) {
                            InstanceMethod<&Model::Info>("info"),
                            InstanceMethod<&Model::Meta>("meta"),
                            InstanceMethod<&Model::ChatTemplate>("chatTemplate"),
+                           InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                            InstanceMethod<&Model::Dispose>("dispose"),
                        });
 }
@@ -250,6 +251,51 @@ Napi::Value Model::ChatTemplate(const Napi::CallbackInfo & info) {
     const char * tmpl = llama_model_chat_template(h->model, nullptr);
     if (!tmpl) return env.Null();
     return Napi::String::New(env, tmpl);
+}
+
+// applyChatTemplate(messages: {role, content}[], addAssistant = true, template?) -> string | null:
+// the conversation formatted with the model's chat template (or the given one); null when the
+// model has none or llama.cpp does not know the template.
+Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto h = Handle(env);
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "messages must be an array of { role, content }");
+    auto arr = info[0].As<Napi::Array>();
+    std::vector<std::string> roles, contents;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value m = arr.Get(i);
+        if (!m.IsObject()) throw Napi::TypeError::New(env, "messages[" + std::to_string(i) + "] must be { role, content }");
+        Napi::Value r = m.As<Napi::Object>().Get("role"), c = m.As<Napi::Object>().Get("content");
+        if (!r.IsString() || !c.IsString()) throw Napi::TypeError::New(env, "messages[" + std::to_string(i) + "] needs string role and content");
+        roles.push_back(r.As<Napi::String>().Utf8Value());
+        contents.push_back(c.As<Napi::String>().Utf8Value());
+    }
+    const bool addAssistant = !(info.Length() > 1 && info[1].IsBoolean()) || info[1].As<Napi::Boolean>().Value();
+    std::string tmplOwned;
+    const char * tmpl = nullptr;
+    if (info.Length() > 2 && info[2].IsString()) {
+        tmplOwned = info[2].As<Napi::String>().Utf8Value();
+        tmpl = tmplOwned.c_str();
+    } else {
+        tmpl = llama_model_chat_template(h->model, nullptr);
+    }
+    if (!tmpl) return env.Null();
+    std::vector<llama_chat_message> msgs;
+    size_t total = 0;
+    for (size_t i = 0; i < roles.size(); i++) {
+        msgs.push_back({roles[i].c_str(), contents[i].c_str()});
+        total += roles[i].size() + contents[i].size();
+    }
+    std::string buf(total * 2 + 256, '\0');
+    int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), addAssistant, buf.data(), static_cast<int32_t>(buf.size()));
+    if (n < 0) return env.Null();
+    if (static_cast<size_t>(n) > buf.size()) {
+        buf.resize(static_cast<size_t>(n));
+        n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), addAssistant, buf.data(), static_cast<int32_t>(buf.size()));
+        if (n < 0) return env.Null();
+    }
+    buf.resize(static_cast<size_t>(n));
+    return Napi::String::New(env, buf);
 }
 
 // dispose(): drops this object's reference; the weights are freed once no context or adapter

@@ -23,6 +23,7 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Value Info(const Napi::CallbackInfo & info);
     Napi::Value Meta(const Napi::CallbackInfo & info);
     Napi::Value ChatTemplate(const Napi::CallbackInfo & info);
+    Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<ModelHandle> handle_;
