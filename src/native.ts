@@ -129,6 +129,10 @@ export interface NativeBinding {
   setLogger(fn: ((level: number, text: string) => void) | null, minLevel?: number): void;
   maxSequences: number;
   linkage: "source" | "prebuilt";
+  /** llama.cpp's quantizer (llama_model_quantize): input GGUF to output GGUF of `type` (e.g. "Q8_0", "Q4_K_M"). */
+  quantize(input: string, output: string, type: string, threads?: number): Promise<void>;
+  /** The type names quantize() accepts. */
+  quantizeTypes(): string[];
 }
 
 /** llama.cpp log levels (ggml_log_level). */

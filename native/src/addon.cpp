@@ -9,6 +9,9 @@
 
 namespace tallrec {
 
+Napi::Value Quantize(const Napi::CallbackInfo & info);        // quantize.cpp
+Napi::Value QuantizeTypes(const Napi::CallbackInfo & info);   // quantize.cpp
+
 namespace {
 
 std::once_flag g_backend_once;
@@ -78,6 +81,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
     exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
     exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
+    exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
+    exports.Set("quantizeTypes", Napi::Function::New(env, QuantizeTypes, "quantizeTypes"));
     exports.Set("maxSequences", Napi::Number::New(env, kMaxSeq));
 #ifdef TALLREC_BACKEND_DL
     exports.Set("linkage", Napi::String::New(env, "prebuilt"));
