@@ -1,0 +1,260 @@
+/**
+ * An independent float64 reference forward pass of a LLaMA-architecture GGUF
+ * model (with optional LoRA adapters), written for obviousness, not speed.
+ * It reads weights only through this package's GGUF reader and follows
+ * llama.cpp's LLAMA graph:
+ *
+ *   x = token_embd[token]
+ *   per block: h = rmsnorm(x)·attn_norm; q,k,v = W h (+ LoRA); RoPE NORM on q,k;
+ *              causal grouped-query attention with 1/sqrt(head_dim) scaling;
+ *              x += W_o attn;  h = rmsnorm(x)·ffn_norm;  x += W_down (silu(W_gate h) · W_up h)
+ *   logits = W_output (rmsnorm(x)·output_norm)
+ *
+ * A LoRA adapter adds `s · B (A x)` to a linear's output, `s = scale · alpha / r`
+ * (r read from lora_b, `s = scale` when alpha is 0), exactly as llama.cpp's build_lora_mm.
+ */
+import { getMetadataNumber, getMetadataString, openGgufSync, readTensorF64, type GgufFile } from "../../src/gguf/reader.js";
+
+/** A LoRA adapter file and its user scale. */
+export interface ReferenceAdapter {
+  path: string;
+  scale: number;
+}
+
+/** Hyperparameters read from the model's metadata. */
+export interface ReferenceHparams {
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  nRot: number;
+  nVocab: number;
+  ropeFreqBase: number;
+  rmsEps: number;
+}
+
+/** A loaded reference model. */
+export interface ReferenceModel {
+  hparams: ReferenceHparams;
+  /** Logits over the whole vocabulary for the last position of `tokens` (positions 0..n-1). */
+  forwardLastLogits(tokens: readonly number[]): Float64Array;
+}
+
+/** A linear layer: weight in ggml layout (element (i, o) at i + nIn·o) plus LoRA pairs. */
+interface Linear {
+  w: Float64Array;
+  nIn: number;
+  nOut: number;
+  loras: Array<{ a: Float64Array; b: Float64Array; r: number; s: number }>;
+}
+
+/** y = W x: y[o] = Σ_i w[o·nIn + i] x[i]. */
+function matvec(w: Float64Array, x: Float64Array, nIn: number, nOut: number): Float64Array {
+  const y = new Float64Array(nOut);
+  for (let o = 0; o < nOut; o++) {
+    let s = 0;
+    const base = o * nIn;
+    for (let i = 0; i < nIn; i++) s += w[base + i] * x[i];
+    y[o] = s;
+  }
+  return y;
+}
+
+function applyLinear(l: Linear, x: Float64Array): Float64Array {
+  const y = matvec(l.w, x, l.nIn, l.nOut);
+  for (const { a, b, r, s } of l.loras) {
+    const ax = matvec(a, x, l.nIn, r); // lora_a: ggml [nIn, r]
+    const bax = matvec(b, ax, r, l.nOut); // lora_b: ggml [r, nOut]
+    for (let o = 0; o < l.nOut; o++) y[o] += s * bax[o];
+  }
+  return y;
+}
+
+function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Array {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
+  const scale = 1 / Math.sqrt(ss / x.length + eps);
+  const y = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) y[i] = x[i] * scale * weight[i];
+  return y;
+}
+
+/** RoPE, llama.cpp rope type NORM: rotate adjacent pairs (2i, 2i+1) of each head by pos · base^(-2i/nRot). */
+function rope(v: Float64Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number): void {
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < nRot / 2; i++) {
+      const theta = pos * Math.pow(base, (-2 * i) / nRot);
+      const c = Math.cos(theta);
+      const s = Math.sin(theta);
+      const j = h * headDim + 2 * i;
+      const x0 = v[j];
+      const x1 = v[j + 1];
+      v[j] = x0 * c - x1 * s;
+      v[j + 1] = x0 * s + x1 * c;
+    }
+  }
+}
+
+const silu = (x: number): number => x / (1 + Math.exp(-x));
+
+interface AdapterTensors {
+  file: GgufFile;
+  scale: number;
+  alpha: number;
+}
+
+function loadAdapters(model: GgufFile, adapters: readonly ReferenceAdapter[]): AdapterTensors[] {
+  const arch = getMetadataString(model, "general.architecture");
+  return adapters.map(({ path, scale }) => {
+    const file = openGgufSync(path);
+    if (getMetadataString(file, "general.type", "") !== "adapter") throw new Error(`${path}: general.type is not "adapter"`);
+    if (getMetadataString(file, "adapter.type", "") !== "lora") throw new Error(`${path}: adapter.type is not "lora"`);
+    if (getMetadataString(file, "general.architecture", "") !== arch) throw new Error(`${path}: model arch and LoRA arch mismatch`);
+    for (const t of file.tensors) {
+      const m = /^(.*)\.lora_[ab]$/.exec(t.name);
+      if (!m) throw new Error(`${path}: unexpected tensor ${t.name}`);
+      if (m[1] === "token_embd.weight") throw new Error(`${path}: LoRA on token_embd is not supported by this reference`);
+      if (!model.tensorsByName.has(m[1])) throw new Error(`${path}: LoRA tensor ${m[1]} does not exist in base model`);
+    }
+    return { file, scale, alpha: getMetadataNumber(file, "adapter.lora.alpha", 0) };
+  });
+}
+
+/**
+ * Loads a LLaMA GGUF (and LoRA adapters) into float64 arrays.
+ *
+ * @throws {Error} when an adapter does not fit the model (architecture, tensor names or shapes).
+ */
+export function loadReference(modelPath: string, adapters: readonly ReferenceAdapter[] = []): ReferenceModel {
+  const f = openGgufSync(modelPath);
+  const arch = getMetadataString(f, "general.architecture");
+  if (arch !== "llama") throw new Error(`${modelPath}: architecture ${arch} is not llama`);
+  const nEmbd = getMetadataNumber(f, "llama.embedding_length");
+  const nLayer = getMetadataNumber(f, "llama.block_count");
+  const nHead = getMetadataNumber(f, "llama.attention.head_count");
+  const nHeadKv = getMetadataNumber(f, "llama.attention.head_count_kv", nHead);
+  const headDim = nEmbd / nHead;
+  const hp: ReferenceHparams = {
+    nEmbd,
+    nLayer,
+    nHead,
+    nHeadKv,
+    headDim,
+    nRot: getMetadataNumber(f, "llama.rope.dimension_count", headDim),
+    nVocab: f.tensorsByName.get("token_embd.weight")!.dims[1],
+    ropeFreqBase: getMetadataNumber(f, "llama.rope.freq_base", 10000),
+    rmsEps: getMetadataNumber(f, "llama.attention.layer_norm_rms_epsilon"),
+  };
+  if (hp.nRot !== headDim) throw new Error(`rope dimension ${hp.nRot} != head dim ${headDim} (llama.cpp LLAMA requires equality)`);
+  const ads = loadAdapters(f, adapters);
+
+  const linear = (name: string): Linear => {
+    const info = f.tensorsByName.get(name);
+    if (!info) throw new Error(`${modelPath}: missing tensor ${name}`);
+    const [nIn, nOut] = info.dims;
+    const l: Linear = { w: readTensorF64(f, name), nIn, nOut, loras: [] };
+    for (const ad of ads) {
+      const ai = ad.file.tensorsByName.get(`${name}.lora_a`);
+      const bi = ad.file.tensorsByName.get(`${name}.lora_b`);
+      if (!ai && !bi) continue;
+      if (!ai || !bi) throw new Error(`${ad.file.path}: ${name} has only one of lora_a / lora_b`);
+      const r = bi.dims[0];
+      if (ai.dims[0] !== nIn || bi.dims[1] !== nOut || ai.dims[1] !== r) {
+        throw new Error(`${ad.file.path}: tensor ${name} has incorrect shape`);
+      }
+      const s = ad.alpha ? (ad.scale * ad.alpha) / r : ad.scale;
+      l.loras.push({ a: readTensorF64(ad.file, `${name}.lora_a`), b: readTensorF64(ad.file, `${name}.lora_b`), r, s });
+    }
+    return l;
+  };
+
+  const embd = readTensorF64(f, "token_embd.weight");
+  const layers = Array.from({ length: nLayer }, (_, l) => ({
+    attnNorm: readTensorF64(f, `blk.${l}.attn_norm.weight`),
+    q: linear(`blk.${l}.attn_q.weight`),
+    k: linear(`blk.${l}.attn_k.weight`),
+    v: linear(`blk.${l}.attn_v.weight`),
+    o: linear(`blk.${l}.attn_output.weight`),
+    ffnNorm: readTensorF64(f, `blk.${l}.ffn_norm.weight`),
+    gate: linear(`blk.${l}.ffn_gate.weight`),
+    up: linear(`blk.${l}.ffn_up.weight`),
+    down: linear(`blk.${l}.ffn_down.weight`),
+  }));
+  const outputNorm = readTensorF64(f, "output_norm.weight");
+  const output = linear(f.tensorsByName.has("output.weight") ? "output.weight" : "token_embd.weight");
+
+  function forwardLastLogits(tokens: readonly number[]): Float64Array {
+    const T = tokens.length;
+    if (T === 0) throw new Error("no tokens");
+    let xs: Float64Array[] = tokens.map((tok) => {
+      if (!Number.isInteger(tok) || tok < 0 || tok >= hp.nVocab) throw new Error(`token ${tok} outside the vocabulary`);
+      return embd.slice(tok * nEmbd, (tok + 1) * nEmbd);
+    });
+    const group = nHead / nHeadKv;
+    const scale = 1 / Math.sqrt(headDim);
+    for (const L of layers) {
+      const qs: Float64Array[] = [];
+      const ks: Float64Array[] = [];
+      const vs: Float64Array[] = [];
+      for (let t = 0; t < T; t++) {
+        const h = rmsNorm(xs[t], L.attnNorm, hp.rmsEps);
+        const q = applyLinear(L.q, h);
+        const k = applyLinear(L.k, h);
+        rope(q, nHead, headDim, hp.nRot, t, hp.ropeFreqBase);
+        rope(k, nHeadKv, headDim, hp.nRot, t, hp.ropeFreqBase);
+        qs.push(q);
+        ks.push(k);
+        vs.push(applyLinear(L.v, h));
+      }
+      const next: Float64Array[] = [];
+      for (let t = 0; t < T; t++) {
+        const att = new Float64Array(nHead * headDim);
+        for (let h = 0; h < nHead; h++) {
+          const kvh = Math.floor(h / group);
+          const scores = new Float64Array(t + 1);
+          let max = -Infinity;
+          for (let s = 0; s <= t; s++) {
+            let dot = 0;
+            for (let d = 0; d < headDim; d++) dot += qs[t][h * headDim + d] * ks[s][kvh * headDim + d];
+            scores[s] = dot * scale;
+            max = Math.max(max, scores[s]);
+          }
+          let sum = 0;
+          for (let s = 0; s <= t; s++) {
+            scores[s] = Math.exp(scores[s] - max);
+            sum += scores[s];
+          }
+          for (let s = 0; s <= t; s++) {
+            const p = scores[s] / sum;
+            for (let d = 0; d < headDim; d++) att[h * headDim + d] += p * vs[s][kvh * headDim + d];
+          }
+        }
+        const x = xs[t].slice();
+        const o = applyLinear(L.o, att);
+        for (let i = 0; i < nEmbd; i++) x[i] += o[i];
+        const h2 = rmsNorm(x, L.ffnNorm, hp.rmsEps);
+        const g = applyLinear(L.gate, h2);
+        const u = applyLinear(L.up, h2);
+        for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
+        const d = applyLinear(L.down, g);
+        for (let i = 0; i < nEmbd; i++) x[i] += d[i];
+        next.push(x);
+      }
+      xs = next;
+    }
+    return applyLinear(output, rmsNorm(xs[T - 1], outputNorm, hp.rmsEps));
+  }
+
+  return { hparams: hp, forwardLastLogits };
+}
+
+/** log-softmax of a logit vector (float64, max-shifted). */
+export function logSoftmax(logits: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return logits.map((v) => v - lse);
+}
