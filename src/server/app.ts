@@ -1,0 +1,209 @@
+/**
+ * The HTTP server: a Fastify app built from one plugin per concern (docs, auth, metrics, health,
+ * scoring routes, adapter routes) around an engine and a {@link Batcher}.
+ *
+ * ```ts
+ * const app = await buildServer({ engineFactory: () => Engine.load({ model, adapters }), modelsDir: "models" });
+ * await app.listen({ host: "127.0.0.1", port: 8080 });
+ * ```
+ */
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from "fastify";
+
+import { authPlugin } from "./auth.js";
+import { formatSchemaErrors, HttpError, type SchemaError } from "./errors.js";
+import { healthRoutes } from "./health.js";
+import { metricsPlugin, ServerMetrics } from "./metrics.js";
+import { adapterRoutes } from "./routes/adapters.js";
+import { rankRoutes } from "./routes/rank.js";
+import { scoreRoutes } from "./routes/score.js";
+import { ServerState, type ServerEngine, type ServerLimits } from "./state.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** The tallrec server's shared state (engine, batcher, metrics, limits). */
+    tallrec: ServerState;
+  }
+}
+
+/** Options of {@link buildServer}; limits have safe defaults. */
+export interface ServerOptions {
+  /** A loaded engine (the server is ready at once)... */
+  engine?: ServerEngine;
+  /** ...or a function that loads one: the server answers at once, /health says 503 until it resolves. */
+  engineFactory?: () => Promise<ServerEngine>;
+  /** Name of the model in responses (default: the model's description from its GGUF). */
+  modelName?: string;
+  /** Adapter used when a request names none (default: the only adapter when exactly one is loaded; null: the base model). */
+  defaultAdapter?: string | null;
+  /** Folder that runtime adapter loading is restricted to (default: none, runtime loading off). */
+  modelsDir?: string | null;
+  /** Require `Authorization: Bearer <apiKey>` on every route but /health. */
+  apiKey?: string;
+  /** Most prompts waiting in the queue; past it requests get 429 with Retry-After (default 1024). */
+  maxQueue?: number;
+  /** Most prompts per engine call (default 64). */
+  maxBatch?: number;
+  /** Longest wait for concurrent requests to join a batch, ms (default 2). */
+  batchWaitMs?: number;
+  /** Most items per /v1/score request (default 256; more is a 413). */
+  maxItems?: number;
+  /** Most candidates per /v1/rank request (default and at most: min(maxItems, maxBatch), since a ranking is one engine call). */
+  maxCandidates?: number;
+  /** Request body limit in bytes (default 2 MiB; more is a 413). */
+  bodyLimit?: number;
+  /** Longest time a request may wait for its scores, queue included, ms (default 30000; then 503). */
+  timeoutMs?: number;
+  /** Fastify's logger option (default false); request ids come from X-Request-Id when sent. */
+  logger?: FastifyServerOptions["logger"];
+  /** Close the engine when the server closes (default true). */
+  closeEngine?: boolean;
+  /** Include prom-client's process metrics in /metrics (default true). */
+  processMetrics?: boolean;
+}
+
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+
+function limit(name: string, v: number | undefined, fallback: number, min = 1): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** The limits of a server, defaults filled in and checked. */
+export function resolveLimits(o: ServerOptions): ServerLimits {
+  const maxBatch = limit("maxBatch", o.maxBatch, 64);
+  const maxItems = limit("maxItems", o.maxItems, 256);
+  const cap = Math.min(maxItems, maxBatch);
+  const maxCandidates = limit("maxCandidates", o.maxCandidates, cap);
+  if (maxCandidates > cap) throw new RangeError(`maxCandidates (${maxCandidates}) must be at most min(maxItems, maxBatch) = ${cap}: a ranking is one engine call`);
+  return {
+    maxQueue: limit("maxQueue", o.maxQueue, 1024),
+    maxBatch,
+    batchWaitMs: limit("batchWaitMs", o.batchWaitMs, 2, 0),
+    maxItems,
+    maxCandidates,
+    bodyLimit: limit("bodyLimit", o.bodyLimit, 2 * 1024 * 1024),
+    timeoutMs: limit("timeoutMs", o.timeoutMs, 30_000),
+  };
+}
+
+/**
+ * Builds the server (not yet listening). Exactly one of `engine` and `engineFactory` is needed.
+ * The server must be the engine's only user while it runs (it reads `engine.stats` after each
+ * call). `app.close()` stops accepting requests, answers those accepted, then closes the engine.
+ */
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  if (!options || (options.engine === undefined) === (options.engineFactory === undefined)) {
+    throw new TypeError("buildServer needs exactly one of engine and engineFactory");
+  }
+  const limits = resolveLimits(options);
+  let state: ServerState | undefined;
+  const metrics = new ServerMetrics(() => state?.batcher.stats ?? null, "tallrec_", options.processMetrics ?? true);
+  state = new ServerState(limits, metrics, options.modelName ?? "", options.defaultAdapter, options.modelsDir ?? null);
+  const st = state;
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: limits.bodyLimit,
+    requestIdHeader: "x-request-id",
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true, allowUnionTypes: true } },
+    schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors as unknown as SchemaError[], dataVar)),
+  });
+  app.decorate("tallrec", st);
+
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    // while shutting down, close each connection after its response: kept-alive idle connections
+    // would otherwise hold the shutdown until their keep-alive timeout
+    if (st.closing) reply.header("connection", "close");
+  });
+
+  app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {
+    if (err instanceof HttpError) {
+      if (err.statusCode >= 500) request.log.warn({ err: err.message, code: err.code }, "request refused");
+      return reply.code(err.statusCode).headers(err.headers).send(err.body());
+    }
+    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) {
+      request.log.error({ err }, "internal error");
+      return reply.code(500).send(new HttpError(500, `internal error (request ${request.id})`, "TALLREC_INTERNAL").body());
+    }
+    let message = err.message;
+    if (err.code === "FST_ERR_CTP_INVALID_JSON_BODY" || err instanceof SyntaxError) message = "body is not valid JSON";
+    else if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") message = `body is larger than the limit of ${limits.bodyLimit} bytes`;
+    return reply.code(status).send(new HttpError(status, message, err.code ?? "TALLREC_BAD_REQUEST").body());
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "tallrec",
+        version: pkg.version,
+        description: "TALLRec inference over HTTP: the probability that a user likes an item, from a LLaMA model with TALLRec LoRA adapters.",
+      },
+      ...(options.apiKey ? { components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } }, security: [{ bearer: [] }] } : {}),
+    },
+  });
+  if (options.apiKey) await app.register(authPlugin, { apiKey: options.apiKey });
+  await app.register(metricsPlugin, { metrics });
+  await app.register(healthRoutes, { state: st });
+  await app.register(scoreRoutes, { state: st });
+  await app.register(rankRoutes, { state: st });
+  await app.register(adapterRoutes, { state: st });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/docs", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/openapi.json"));
+
+  // loading: in the background with a factory, so that /health can say 503 meanwhile
+  let loading: Promise<void>;
+  if (options.engine) {
+    st.setEngine(options.engine);
+    loading = Promise.resolve();
+  } else {
+    loading = Promise.resolve()
+      .then(() => options.engineFactory!())
+      .then(
+        (engine) => {
+          st.setEngine(engine);
+          app.log.info({ model: st.modelName, backend: engine.info.backend, adapters: engine.adapterNames() }, "model loaded");
+        },
+        (err: Error) => {
+          st.status = "failed";
+          st.loadError = err;
+          app.log.error({ err }, "the model failed to load");
+        },
+      );
+  }
+  loadingPromises.set(app, loading);
+
+  app.addHook("preClose", async () => {
+    st.closing = true;
+  });
+  // graceful shutdown: Fastify first stops accepting and waits for the requests in flight to be
+  // answered (return503OnClosing answers requests that arrive meanwhile); then this hook runs
+  app.addHook("onClose", async () => {
+    st.batcher.close();
+    await st.batcher.idle();
+    await loading;
+    const engine = st.engine;
+    if (st.status === "ready") st.status = "stopping";
+    if (engine && (options.closeEngine ?? true)) await engine.close();
+  });
+  return app;
+}
+
+const loadingPromises = new WeakMap<FastifyInstance, Promise<void>>();
+
+/**
+ * Resolves when the server's engine is loaded; rejects with the load error when loading failed.
+ */
+export async function engineLoaded(app: FastifyInstance): Promise<void> {
+  await loadingPromises.get(app);
+  if (app.tallrec.status === "failed") throw app.tallrec.loadError ?? new Error("the model failed to load");
+}

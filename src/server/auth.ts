@@ -1,0 +1,27 @@
+/** Optional API key: `Authorization: Bearer <key>` on every route but `GET /health`. */
+import { createHash, timingSafeEqual } from "node:crypto";
+
+import type { FastifyInstance } from "fastify";
+
+import { HttpError } from "./errors.js";
+import { globalPlugin } from "./plugin.js";
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+/** Routes answered without the key (load balancers' health checks). */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health"]);
+
+/** Requires the bearer token `apiKey` (compared in constant time) on every non-public route. */
+export const authPlugin = globalPlugin(async (app: FastifyInstance, opts: { apiKey: string }) => {
+  if (!opts.apiKey) throw new Error("authPlugin needs a non-empty apiKey");
+  const expected = digest(opts.apiKey);
+  app.addHook("onRequest", async (request) => {
+    if (request.routeOptions.url !== undefined && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
+    const header = request.headers.authorization;
+    const m = typeof header === "string" ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
+    if (!m) throw new HttpError(401, "headers/authorization: an API key is required (Authorization: Bearer <key>)", "TALLREC_UNAUTHORIZED", { "www-authenticate": 'Bearer realm="tallrec"' });
+    if (!timingSafeEqual(digest(m[1]), expected)) {
+      throw new HttpError(401, "headers/authorization: the API key is wrong", "TALLREC_UNAUTHORIZED", { "www-authenticate": 'Bearer realm="tallrec", error="invalid_token"' });
+    }
+  });
+});

@@ -1,0 +1,36 @@
+/** `GET /health`: 200 when the model is loaded and the server accepts work, else 503 with why. */
+import type { FastifyPluginAsync } from "fastify";
+
+import { HEALTH_RESPONSE } from "./schemas.js";
+import type { ServerState } from "./state.js";
+
+export const healthRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
+  app.get(
+    "/health",
+    {
+      schema: {
+        summary: "Readiness",
+        description: "200 when the model is loaded and requests are accepted; 503 while loading, after a failed load, and while shutting down. Needs no API key.",
+        tags: ["operations"],
+        response: HEALTH_RESPONSE,
+      },
+    },
+    async (_request, reply) => {
+      const engine = state.engine;
+      if (state.status === "ready" && engine && !state.closing) {
+        const q = state.batcher.stats;
+        return {
+          status: "ok",
+          model: state.modelName,
+          backend: engine.info.backend,
+          adapters: engine.adapterNames(),
+          queue: { queuedItems: q.queuedItems, runningItems: q.runningItems, maxQueue: state.limits.maxQueue },
+        };
+      }
+      const status = state.status === "ready" ? "stopping" : state.status;
+      const message =
+        status === "loading" ? "the model is loading" : status === "failed" ? `the model failed to load: ${state.loadError?.message ?? "unknown error"}` : "the server is shutting down";
+      return reply.code(503).header("retry-after", status === "loading" ? "2" : "5").send({ status, message });
+    },
+  );
+};
