@@ -13,7 +13,33 @@
  * A LoRA adapter adds `s · B (A x)` to a linear's output, `s = scale · alpha / r`
  * (r read from lora_b, `s = scale` when alpha is 0), exactly as llama.cpp's build_lora_mm.
  */
+import { f16BitsToNumber, f32ToF16Bits } from "../../src/gguf/float.js";
 import { getMetadataNumber, getMetadataString, openGgufSync, readTensorF64, type GgufFile } from "../../src/gguf/reader.js";
+import { GgmlType } from "../../src/gguf/types.js";
+
+/**
+ * Where llama.cpp's CPU backend rounds to half precision, for comparing like with like:
+ * - `f16Activations`: a matrix product with an F16 weight converts its input to F16 first
+ *   (ggml's vec_dot type for F16 is F16);
+ * - `f16Kv`: with an F16 KV cache, K and V are stored as F16, and the products with them round
+ *   their other operand too (Q for Q·K, the attention probabilities for P·V).
+ * Both off: exact float64 math.
+ */
+export interface ReferencePrecision {
+  f16Activations?: boolean;
+  f16Kv?: boolean;
+}
+
+/** Rounds to the nearest half-precision value (round to nearest even, as ggml does). */
+export function roundF16(x: number): number {
+  return f16BitsToNumber(f32ToF16Bits(x));
+}
+
+function roundF16Array(v: Float64Array): Float64Array {
+  const out = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) out[i] = roundF16(v[i]);
+  return out;
+}
 
 /** A LoRA adapter file and its user scale. */
 export interface ReferenceAdapter {
@@ -46,7 +72,9 @@ interface Linear {
   w: Float64Array;
   nIn: number;
   nOut: number;
-  loras: Array<{ a: Float64Array; b: Float64Array; r: number; s: number }>;
+  /** Round the input to F16 before the product with w (an F16 weight under f16Activations). */
+  f16: boolean;
+  loras: Array<{ a: Float64Array; b: Float64Array; r: number; s: number; f16: boolean }>;
 }
 
 /** y = W x: y[o] = Σ_i w[o·nIn + i] x[i]. */
@@ -62,10 +90,10 @@ function matvec(w: Float64Array, x: Float64Array, nIn: number, nOut: number): Fl
 }
 
 function applyLinear(l: Linear, x: Float64Array): Float64Array {
-  const y = matvec(l.w, x, l.nIn, l.nOut);
-  for (const { a, b, r, s } of l.loras) {
-    const ax = matvec(a, x, l.nIn, r); // lora_a: ggml [nIn, r]
-    const bax = matvec(b, ax, r, l.nOut); // lora_b: ggml [r, nOut]
+  const y = matvec(l.w, l.f16 ? roundF16Array(x) : x, l.nIn, l.nOut);
+  for (const { a, b, r, s, f16 } of l.loras) {
+    const ax = matvec(a, f16 ? roundF16Array(x) : x, l.nIn, r); // lora_a: ggml [nIn, r]
+    const bax = matvec(b, f16 ? roundF16Array(ax) : ax, r, l.nOut); // lora_b: ggml [r, nOut]
     for (let o = 0; o < l.nOut; o++) y[o] += s * bax[o];
   }
   return y;
@@ -126,7 +154,7 @@ function loadAdapters(model: GgufFile, adapters: readonly ReferenceAdapter[]): A
  *
  * @throws {Error} when an adapter does not fit the model (architecture, tensor names or shapes).
  */
-export function loadReference(modelPath: string, adapters: readonly ReferenceAdapter[] = []): ReferenceModel {
+export function loadReference(modelPath: string, adapters: readonly ReferenceAdapter[] = [], precision: ReferencePrecision = {}): ReferenceModel {
   const f = openGgufSync(modelPath);
   const arch = getMetadataString(f, "general.architecture");
   if (arch !== "llama") throw new Error(`${modelPath}: architecture ${arch} is not llama`);
@@ -153,7 +181,7 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
     const info = f.tensorsByName.get(name);
     if (!info) throw new Error(`${modelPath}: missing tensor ${name}`);
     const [nIn, nOut] = info.dims;
-    const l: Linear = { w: readTensorF64(f, name), nIn, nOut, loras: [] };
+    const l: Linear = { w: readTensorF64(f, name), nIn, nOut, f16: !!precision.f16Activations && info.type === GgmlType.F16, loras: [] };
     for (const ad of ads) {
       const ai = ad.file.tensorsByName.get(`${name}.lora_a`);
       const bi = ad.file.tensorsByName.get(`${name}.lora_b`);
@@ -164,7 +192,7 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
         throw new Error(`${ad.file.path}: tensor ${name} has incorrect shape`);
       }
       const s = ad.alpha ? (ad.scale * ad.alpha) / r : ad.scale;
-      l.loras.push({ a: readTensorF64(ad.file, `${name}.lora_a`), b: readTensorF64(ad.file, `${name}.lora_b`), r, s });
+      l.loras.push({ a: readTensorF64(ad.file, `${name}.lora_a`), b: readTensorF64(ad.file, `${name}.lora_b`), r, s, f16: !!precision.f16Activations && ai.type === GgmlType.F16 });
     }
     return l;
   };
@@ -203,9 +231,10 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
         const k = applyLinear(L.k, h);
         rope(q, nHead, headDim, hp.nRot, t, hp.ropeFreqBase);
         rope(k, nHeadKv, headDim, hp.nRot, t, hp.ropeFreqBase);
-        qs.push(q);
-        ks.push(k);
-        vs.push(applyLinear(L.v, h));
+        const v = applyLinear(L.v, h);
+        qs.push(precision.f16Kv ? roundF16Array(q) : q);
+        ks.push(precision.f16Kv ? roundF16Array(k) : k);
+        vs.push(precision.f16Kv ? roundF16Array(v) : v);
       }
       const next: Float64Array[] = [];
       for (let t = 0; t < T; t++) {
@@ -226,7 +255,7 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
             sum += scores[s];
           }
           for (let s = 0; s <= t; s++) {
-            const p = scores[s] / sum;
+            const p = precision.f16Kv ? roundF16(scores[s] / sum) : scores[s] / sum;
             for (let d = 0; d < headDim; d++) att[h * headDim + d] += p * vs[s][kvh * headDim + d];
           }
         }
