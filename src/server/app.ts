@@ -112,6 +112,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     requestIdHeader: "x-request-id",
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    // the whole request must arrive within 30 s (slow senders cannot hold connections forever)
+    requestTimeout: 30_000,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true, allowUnionTypes: true } },
     schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors as unknown as SchemaError[], dataVar)),
   });

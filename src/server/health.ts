@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { HEALTH_RESPONSE } from "./schemas.js";
 import type { ServerState } from "./state.js";
 
+/** Registers `GET /health`. */
 export const healthRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   app.get(
     "/health",

@@ -49,6 +49,7 @@ function describe(engine: ServerEngine, modelsDir: string | null) {
   });
 }
 
+/** Registers `GET /v1/adapters`, `POST /v1/adapters` and `DELETE /v1/adapters/:name` (the last two need the state's models folder; else 403). */
 export const adapterRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   const modelsDir = state.modelsDir === null ? null : resolve(state.modelsDir);
   let realModelsDir: string | null = null;

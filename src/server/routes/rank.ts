@@ -21,6 +21,7 @@ interface RankBody {
 
 type Candidate = string | { id?: string | number; target: string | Book };
 
+/** Registers `POST /v1/rank` (at most `maxCandidates` candidates: one engine call). */
 export const rankRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   const bodySchema = rankBodySchema(state.limits.maxCandidates);
   const envelope = envelopeOf(bodySchema, "candidates");

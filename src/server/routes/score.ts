@@ -36,6 +36,7 @@ export function failIfNoneScored(results: ResultEntry[], tooLong: boolean[]): vo
   );
 }
 
+/** Registers `POST /v1/score` (the state's limits size its schema). */
 export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   const bodySchema = scoreBodySchema(state.limits.maxItems);
   const envelope = envelopeOf(bodySchema, "items");
