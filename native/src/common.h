@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "log.h"
 
 namespace tallrec {
 
@@ -18,20 +19,9 @@ namespace tallrec {
 // refused by llama_init_from_model anyway.
 constexpr uint32_t kMaxSeq = 256;
 
-// ---- logging ---------------------------------------------------------------------------------
+// ---- logging (log.h: capture; SetLogger forwards to JS) -------------------------------------
 
-// Installs the llama.cpp/ggml log callback (once).
-void InstallLogCallback();
-
-// Starts capturing warnings and errors llama.cpp logs on this thread; CapturedLog() returns them.
-// Used to put llama.cpp's own explanation into the JS exception when a call fails.
-void BeginLogCapture();
-std::string CapturedLog();
-
-// A failure message: what + llama.cpp's captured explanation when there is one.
-std::runtime_error Failure(const std::string & what);
-
-// Forwards log lines at or above minLevel (ggml_log_level) to a JS function (level, text).
+// setLogger(fn | null, minLevel): forwards log lines at or above minLevel to fn(level, text).
 Napi::Value SetLogger(const Napi::CallbackInfo & info);
 
 // ---- native handles (shared so that a context keeps its model and adapters alive) ------------

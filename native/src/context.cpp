@@ -1,4 +1,4 @@
-// Context: KV memory and the batch scorer.
+// Context: KV memory, and the bridge from JS to the batch scorer (scorer.cpp).
 //
 // The scorer runs a plan made in TypeScript (src/plan.ts): a list of steps, each either
 //   DECODE [a, b)  one llama_decode over tokens a..b-1 (token, position, sequence set, output slot)
@@ -13,39 +13,19 @@
 
 #include "lora.h"
 #include "model.h"
+#include "scorer.h"
 
 namespace tallrec {
 
 namespace {
 
-enum StepKind : int32_t { kDecode = 0, kRemoveFrom = 1, kClear = 2 };
-
-struct Plan {
+struct Plan : ScorePlan {
     std::vector<std::shared_ptr<LoraHandle>> adapters;
     std::vector<float> scales;
-    std::vector<int32_t> tokens, pos, out, seqOffsets, seqIds, steps, targets;
-    int32_t nOutputs = 0;
-    bool lse = false;
-};
-
-struct RunResult {
-    std::vector<float> values;   // nOutputs x nTargets
-    std::vector<double> lse;     // nOutputs (when asked)
-    int64_t decodeCalls = 0;
-    int64_t tokensDecoded = 0;
 };
 
 bool AbortCallback(void * data) {
     return static_cast<ContextHandle *>(data)->abort.load();
-}
-
-std::string DecodeError(int32_t rc) {
-    switch (rc) {
-        case 1: return "llama_decode: no KV cache slot for the batch (context too small for this plan)";
-        case 2: return "llama_decode: aborted";
-        case -1: return "llama_decode: invalid batch";
-        default: return "llama_decode failed with code " + std::to_string(rc);
-    }
 }
 
 }  // namespace
@@ -192,109 +172,18 @@ Napi::Value Context::Run(const Napi::CallbackInfo & info) {
     plan->lse = BoolOption(o, "lse", false);
 
     // Validate everything here, so that llama.cpp never sees an id or position it would assert on.
-    const size_t n = plan->tokens.size();
-    const int32_t nVocab = llama_vocab_n_tokens(h0->model->vocab);
-    if (plan->pos.size() != n || plan->out.size() != n || plan->seqOffsets.size() != n + 1)
-        throw Napi::RangeError::New(env, "plan arrays disagree in length (tokens, pos, out, seqOffsets = tokens + 1)");
-    if (plan->nOutputs < 0) throw Napi::RangeError::New(env, "nOutputs must be >= 0");
-    for (int32_t t : plan->targets)
-        if (t < 0 || t >= nVocab) throw Napi::RangeError::New(env, "target token id " + std::to_string(t) + " is outside the vocabulary");
-    if (plan->seqOffsets[0] != 0 || static_cast<size_t>(plan->seqOffsets[n]) != plan->seqIds.size())
-        throw Napi::RangeError::New(env, "seqOffsets must start at 0 and end at seqIds.length");
-    for (size_t i = 0; i < n; i++) {
-        if (plan->tokens[i] < 0 || plan->tokens[i] >= nVocab)
-            throw Napi::RangeError::New(env, "token id " + std::to_string(plan->tokens[i]) + " is outside the vocabulary");
-        if (plan->pos[i] < 0) throw Napi::RangeError::New(env, "negative position");
-        if (plan->out[i] < -1 || plan->out[i] >= plan->nOutputs) throw Napi::RangeError::New(env, "output slot out of range");
-        if (plan->seqOffsets[i + 1] <= plan->seqOffsets[i]) throw Napi::RangeError::New(env, "every token needs at least one sequence id");
-    }
-    for (int32_t s : plan->seqIds)
-        if (s < 0 || static_cast<uint32_t>(s) >= h0->nSeqMax)
-            throw Napi::RangeError::New(env, "sequence id " + std::to_string(s) + " is outside 0.." + std::to_string(h0->nSeqMax - 1));
-    if (plan->steps.size() % 3 != 0) throw Napi::RangeError::New(env, "steps must be triples");
-    for (size_t i = 0; i < plan->steps.size(); i += 3) {
-        const int32_t kind = plan->steps[i], a = plan->steps[i + 1], b = plan->steps[i + 2];
-        if (kind == kDecode) {
-            if (a < 0 || b <= a || static_cast<size_t>(b) > n) throw Napi::RangeError::New(env, "decode step range out of bounds");
-            if (static_cast<uint32_t>(b - a) > h0->nBatch)
-                throw Napi::RangeError::New(env, "decode step of " + std::to_string(b - a) + " tokens exceeds nBatch " + std::to_string(h0->nBatch));
-        } else if (kind != kRemoveFrom && kind != kClear) {
-            throw Napi::RangeError::New(env, "unknown step kind " + std::to_string(kind));
-        }
-    }
+    const std::string invalid = ValidatePlan(*plan, llama_vocab_n_tokens(h0->model->vocab), h0->nSeqMax, h0->nBatch);
+    if (!invalid.empty()) throw Napi::RangeError::New(env, invalid);
 
     auto h = Claim(env);
-    using Result = std::shared_ptr<RunResult>;
+    using Result = std::shared_ptr<ScoreResult>;
     return PromiseWorker<Result>::Start(
         env,
         [h, plan]() -> Result {
             BusyGuard busy(h);
             BeginLogCapture();
-            auto res = std::make_shared<RunResult>();
-            const size_t nt = plan->targets.size();
-            res->values.assign(static_cast<size_t>(plan->nOutputs) * nt, NAN);
-            if (plan->lse) res->lse.assign(static_cast<size_t>(plan->nOutputs), NAN);
-            llama_memory_t mem = llama_get_memory(h->ctx);
-            const int32_t nVocab = llama_vocab_n_tokens(h->model->vocab);
-            try {
-                ApplyAdapters(*h, plan->adapters, plan->scales);
-                std::vector<llama_seq_id *> seqPtrs;
-                std::vector<int32_t> nSeq;
-                std::vector<int8_t> logits;
-                for (size_t s = 0; s < plan->steps.size(); s += 3) {
-                    if (h->abort.load()) throw std::runtime_error("aborted");
-                    const int32_t kind = plan->steps[s], a = plan->steps[s + 1], b = plan->steps[s + 2];
-                    if (kind == kClear) {
-                        llama_memory_clear(mem, false);
-                        continue;
-                    }
-                    if (kind == kRemoveFrom) {
-                        llama_memory_seq_rm(mem, -1, a, -1);
-                        continue;
-                    }
-                    const int32_t len = b - a;
-                    seqPtrs.resize(len);
-                    nSeq.resize(len);
-                    logits.resize(len);
-                    for (int32_t i = 0; i < len; i++) {
-                        const int32_t k = a + i;
-                        seqPtrs[i] = plan->seqIds.data() + plan->seqOffsets[k];
-                        nSeq[i] = plan->seqOffsets[k + 1] - plan->seqOffsets[k];
-                        logits[i] = plan->out[k] >= 0 ? 1 : 0;
-                    }
-                    llama_batch batch{};
-                    batch.n_tokens = len;
-                    batch.token = plan->tokens.data() + a;
-                    batch.pos = plan->pos.data() + a;
-                    batch.n_seq_id = nSeq.data();
-                    batch.seq_id = seqPtrs.data();
-                    batch.logits = logits.data();
-                    const int32_t rc = llama_decode(h->ctx, batch);
-                    if (rc != 0) throw Failure(DecodeError(rc));
-                    res->decodeCalls++;
-                    res->tokensDecoded += len;
-                    for (int32_t i = 0; i < len; i++) {
-                        const int32_t slot = plan->out[a + i];
-                        if (slot < 0) continue;
-                        const float * row = llama_get_logits_ith(h->ctx, i);
-                        if (!row) throw Failure("no logits for an output token");
-                        float * dst = res->values.data() + static_cast<size_t>(slot) * nt;
-                        for (size_t t = 0; t < nt; t++) dst[t] = row[plan->targets[t]];
-                        if (plan->lse) {
-                            float mx = row[0];
-                            for (int32_t v = 1; v < nVocab; v++) mx = row[v] > mx ? row[v] : mx;
-                            double sum = 0.0;
-                            for (int32_t v = 0; v < nVocab; v++) sum += std::exp(static_cast<double>(row[v]) - mx);
-                            res->lse[slot] = static_cast<double>(mx) + std::log(sum);
-                        }
-                    }
-                }
-            } catch (...) {
-                // The memory holds a partial plan: leave it empty so nothing stale is reused.
-                llama_memory_clear(mem, false);
-                throw;
-            }
-            return res;
+            ApplyAdapters(*h, plan->adapters, plan->scales);
+            return std::make_shared<ScoreResult>(RunPlan(h->ctx, *plan, &h->abort));
         },
         [](Napi::Env env, Result & r) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);

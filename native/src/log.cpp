@@ -1,5 +1,4 @@
-// llama.cpp's log: captured per thread (to explain failures in JS errors) and optionally
-// forwarded to a JS function. Quiet by default: nothing reaches stderr unless asked for.
+// Forwarding llama.cpp's log lines to a JS function (setLogger).
 #include <mutex>
 
 #include "common.h"
@@ -9,12 +8,6 @@ namespace tallrec {
 
 namespace {
 
-constexpr size_t kMaxCapture = 4096;
-
-thread_local std::string tl_capture;
-thread_local bool tl_capturing = false;
-thread_local int tl_last_level = GGML_LOG_LEVEL_INFO;
-
 struct LogLine {
     int level;
     std::string text;
@@ -23,20 +16,12 @@ struct LogLine {
 std::mutex g_logger_mutex;
 Napi::ThreadSafeFunction g_logger;
 bool g_has_logger = false;
-int g_min_level = GGML_LOG_LEVEL_ERROR + 1;  // nothing forwarded until SetLogger
+int g_min_level = GGML_LOG_LEVEL_ERROR + 1;
 
-void Callback(ggml_log_level level, const char * text, void *) {
-    // GGML_LOG_LEVEL_CONT continues the previous message (progress dots): keep its level.
-    const int lvl = level == GGML_LOG_LEVEL_CONT ? tl_last_level : static_cast<int>(level);
-    tl_last_level = lvl;
-    if (text == nullptr) return;
-    if (tl_capturing && lvl >= GGML_LOG_LEVEL_WARN) {
-        tl_capture += text;
-        if (tl_capture.size() > kMaxCapture) tl_capture.erase(0, tl_capture.size() - kMaxCapture);
-    }
+void Forward(int level, const char * text) {
     std::lock_guard<std::mutex> lock(g_logger_mutex);
-    if (!g_has_logger || lvl < g_min_level) return;
-    auto * line = new LogLine{lvl, text};
+    if (!g_has_logger || level < g_min_level) return;
+    auto * line = new LogLine{level, text};
     napi_status st = g_logger.NonBlockingCall(line, [](Napi::Env env, Napi::Function fn, LogLine * l) {
         fn.Call({Napi::Number::New(env, l->level), Napi::String::New(env, l->text)});
         delete l;
@@ -45,30 +30,6 @@ void Callback(ggml_log_level level, const char * text, void *) {
 }
 
 }  // namespace
-
-void InstallLogCallback() {
-    llama_log_set(Callback, nullptr);
-}
-
-void BeginLogCapture() {
-    tl_capture.clear();
-    tl_capturing = true;
-}
-
-std::string CapturedLog() {
-    std::string s = tl_capture;
-    // one line, no trailing whitespace
-    for (char & c : s)
-        if (c == '\n') c = ' ';
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
-    return s;
-}
-
-std::runtime_error Failure(const std::string & what) {
-    std::string log = CapturedLog();
-    tl_capturing = false;
-    return std::runtime_error(log.empty() ? what : what + " (llama.cpp: " + log + ")");
-}
 
 // setLogger(fn | null, minLevel)
 Napi::Value SetLogger(const Napi::CallbackInfo & info) {
@@ -83,6 +44,7 @@ Napi::Value SetLogger(const Napi::CallbackInfo & info) {
         g_logger.Unref(env);  // never keeps the process alive
         g_has_logger = true;
         g_min_level = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : GGML_LOG_LEVEL_WARN;
+        SetLogForward(Forward);
     }
     return env.Undefined();
 }
