@@ -171,6 +171,10 @@ describe("HTTP server on 127.0.0.1", () => {
       expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect(refused.body.code).toBe("TALLREC_QUEUE_FULL");
       expect(refused.body.message).toMatch(/^the queue is full \(4 of 4 items queued, 1 more requested\)/);
+      // more prompts than the whole queue holds: no use retrying
+      const never = await score(url, { items: all.slice(0, 5) });
+      expect(never.status).toBe(413);
+      expect(never.body.message).toBe("the request has 5 prompts but the queue holds at most 4");
       g.open();
       const done = await Promise.all([first, ...queued]);
       expect(done.map((r) => r.status)).toEqual([200, 200, 200]);

@@ -138,9 +138,14 @@ export class ServerState {
   /**
    * Queues prompts for scoring and waits for their results, within the request timeout; `signal`
    * aborts when the client disconnects. Maps the batcher's refusals to HTTP errors: 429 (queue
-   * full, with Retry-After), 503 (timeout or shutting down), 499 (client gone).
+   * full, with Retry-After), 503 (timeout or shutting down), 499 (client gone); 413 for more
+   * prompts than the whole queue holds.
    */
   async score(prompts: PromptInput[], group: ScoreGroup, options: { signal?: AbortSignal; atomic?: boolean } = {}): Promise<{ outcomes: ItemOutcome[]; usage: Usage }> {
+    if (prompts.length > this.limits.maxQueue) {
+      // could never be queued: not a reason to retry
+      throw new HttpError(413, `the request has ${prompts.length} prompts but the queue holds at most ${this.limits.maxQueue}`, "TALLREC_TOO_MANY_ITEMS");
+    }
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new Abandoned("timeout")), this.limits.timeoutMs);
     const onClientAbort = () => ac.abort(new Abandoned("disconnected"));
