@@ -61,7 +61,7 @@ export function serveCommand(): Command {
     .option("--models-dir <dir>", "folder that POST /v1/adapters may load adapters from (default: the folder of --model)")
     .option("--no-runtime-adapters", "disable loading and unloading adapters over HTTP")
     .option("--default-adapter <name>", "adapter for requests that name none (default: the only one, when one is loaded)")
-    .option("--api-key <key>", "require Authorization: Bearer <key> on every route but /health (default: $TALLREC_API_KEY)")
+    .option("--api-key <key>", "require Authorization: Bearer <key> on every route but /health (default: $TALLREC_API_KEY, preferable: arguments are visible to other users)")
     .option("--insecure", "allow binding a non-loopback address without an API key")
     .option("--max-queue <n>", "most prompts waiting; past it 429 with Retry-After", positiveIntArg("--max-queue"), 1024)
     .option("--max-batch <n>", "most prompts per engine call", positiveIntArg("--max-batch"), 64)
