@@ -10,6 +10,7 @@ import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { scoreCommand } from "./commands/score.js";
+import { serveCommand } from "./commands/serve.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   addGlobalOptions(program);
-  for (const cmd of [scoreCommand(), batchCommand(), evalCommand(), inspectCommand(), demoCommand()]) program.addCommand(cmd.exitOverride());
+  for (const cmd of [scoreCommand(), batchCommand(), evalCommand(), inspectCommand(), serveCommand(), demoCommand()]) program.addCommand(cmd.exitOverride());
   return program;
 }
 
