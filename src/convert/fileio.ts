@@ -1,0 +1,80 @@
+/**
+ * Bounded, synchronous reads from files, and atomic writes (temporary file renamed when complete).
+ */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+
+import { ConvertError } from "./errors.js";
+
+/** A file opened for random-access reads; every read is checked against the file size. */
+export class RandomAccessFile {
+  private fd: number | null;
+  /** Size in bytes when opened. */
+  readonly size: number;
+
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, "r");
+    } catch (e) {
+      throw new ConvertError(path, `cannot open: ${(e as Error).message}`, { cause: e });
+    }
+    this.size = fstatSync(this.fd).size;
+  }
+
+  /**
+   * Reads `length` bytes at `offset` into a fresh buffer.
+   *
+   * @throws {ConvertError} naming `what` when the range goes past the end of the file.
+   */
+  read(offset: number, length: number, what: string): Uint8Array {
+    if (this.fd === null) throw new ConvertError(this.path, "file already closed");
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new ConvertError(this.path, `invalid range for ${what}: ${length} bytes at offset ${offset}`);
+    }
+    if (offset + length > this.size) {
+      throw new ConvertError(this.path, `truncated: ${what} needs bytes ${offset}..${offset + length} but the file has ${this.size} bytes`);
+    }
+    const out = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(this.fd, out, got, Math.min(length - got, 1 << 30), offset + got);
+      if (n === 0) throw new ConvertError(this.path, `truncated: file ended at byte ${offset + got} while reading ${what}`);
+      got += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** Opens `path`, runs `fn`, closes the file. */
+export function withFile<T>(path: string, fn: (f: RandomAccessFile) => T): T {
+  const f = new RandomAccessFile(path);
+  try {
+    return fn(f);
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Writes `path` atomically: the chunks go to `path + ".tmp-<pid>"`, which is renamed to `path`
+ * once complete and synced; on failure the temporary file is removed and `path` is untouched.
+ */
+export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fh = await open(tmp, "w");
+  let ok = false;
+  try {
+    for await (const c of chunks) await fh.write(c);
+    await fh.sync();
+    ok = true;
+  } finally {
+    await fh.close();
+    if (!ok) await rm(tmp, { force: true });
+  }
+  await rename(tmp, path);
+}
