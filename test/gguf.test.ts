@@ -155,8 +155,8 @@ describe("half-float conversion", () => {
   });
 });
 
-function allTypesMetadata(): GgufMetadataEntry[] {
-  return [
+function allTypesMetadata(big = false): GgufMetadataEntry[] {
+  const entries = [
     kv("general.architecture", gv.str("llama")),
     kv("t.u8", gv.u8(255)),
     kv("t.i8", gv.i8(-128)),
@@ -186,12 +186,18 @@ function allTypesMetadata(): GgufMetadataEntry[] {
     kv("t.arr.i64", gv.bigArray(GgufValueType.INT64, [-(1n << 63n), (1n << 63n) - 1n])),
     kv("t.arr.empty", gv.strArray([])),
   ];
+  if (big) {
+    // larger than the writer's initial 64 KiB header buffer and the reader's 64 KiB chunk
+    entries.push(kv("t.arr.big", gv.strArray(Array.from({ length: 20000 }, (_, i) => `token-${i}-▁`))));
+    entries.push(kv("t.str.big", gv.str("x".repeat(100_000) + "end")));
+  }
+  return entries;
 }
 
 describe("GGUF round trip", () => {
   it("keeps every metadata type and value", async () => {
     const path = tmpPath("meta");
-    const meta = allTypesMetadata();
+    const meta = allTypesMetadata(true);
     await writeGguf(path, { metadata: meta, tensors: [] });
     const f = await openGguf(path);
     expect(f.version).toBe(3);
