@@ -13,7 +13,7 @@
 import { getMetadataNumber, getMetadataString, openGgufSync, readTensorF64 } from "../gguf/reader.js";
 import { GgmlType } from "../gguf/types.js";
 import { gv, kv, writeGguf, type GgufTensorSpec } from "../gguf/writer.js";
-import { linearDims, linearStd, resolveSpec, SYNTH_VERSION, SYNTH_VERSION_KEY, SYNTH_SPEC_KEY, type LlamaLinear, type LlamaModelSpec, type LlamaPresetName } from "./llama.js";
+import { LLAMA_PRESETS, linearDims, linearStd, resolveSpec, SYNTH_VERSION, SYNTH_VERSION_KEY, SYNTH_SPEC_KEY, type LlamaLinear, type LlamaModelSpec, type LlamaPresetName } from "./llama.js";
 import { Rng } from "./random.js";
 
 /** Ways to make an adapter that llama.cpp must refuse, for error tests. */
@@ -99,7 +99,7 @@ export async function generateLora(
   if (!(alpha > 0)) throw new Error(`LoRA alpha must be positive, got ${alpha}`);
   if (targets.length === 0) throw new Error("LoRA needs at least one target");
   const strength = opts.strength ?? 0.5;
-  const isPath = typeof base === "string" && !(base in { tiny: 1, "tiny-f16": 1, bench: 1 });
+  const isPath = typeof base === "string" && !Object.hasOwn(LLAMA_PRESETS, base);
   const shape = isPath ? shapeFromGguf(base, targets) : shapeFromSpec(resolveSpec(base as LlamaModelSpec | LlamaPresetName));
   const layers = opts.layers ?? Array.from({ length: shape.nLayer }, (_, i) => i);
   for (const l of layers) {
