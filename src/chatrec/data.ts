@@ -1,0 +1,137 @@
+/**
+ * Loading what Chat-REC runs on: interactions (MovieLens-100K `u.data` or a
+ * `user,item,rating,timestamp` CSV), item metadata (`u.item` or an `item,title,genres` CSV), and a
+ * candidate generator, fitted in-process or loaded from a model file.
+ *
+ * @module
+ */
+import { existsSync, statSync } from "node:fs";
+import { basename, join } from "node:path";
+
+import type { Recommender } from "../recsys/base.js";
+import { loadInteractionsCsv, loadItemsCsv, loadMovieLens100k, loadMovieLensItems, loadMovieLensRatings } from "../recsys/data.js";
+import { RecsysError } from "../recsys/errors.js";
+import type { Interactions } from "../recsys/interactions.js";
+import { ItemCatalog } from "../recsys/items.js";
+import { ItemKnnRecommender } from "../recsys/knn.js";
+import { loadRecommender } from "../recsys/load.js";
+import { BiasedMfPredictor, BprRecommender } from "../recsys/mf.js";
+import { PopularityRecommender } from "../recsys/popularity.js";
+import { ChatRecError } from "./errors.js";
+
+/** Where the data comes from: a MovieLens-100K folder, or files. */
+export interface DataSource {
+  /** A MovieLens-100K folder (u.data, u.item, u.genre). */
+  ml100k?: string;
+  /** Interactions: a MovieLens `u.data` file (tab separated) or a CSV with a header `user,item,rating,timestamp`. */
+  ratings?: string;
+  /** Items: a MovieLens `u.item` file or a CSV with a header `item,title,genres` (genres separated by `|`). */
+  items?: string;
+}
+
+/** Loaded data. */
+export interface LoadedData {
+  interactions: Interactions;
+  catalog: ItemCatalog;
+  /** Where it came from, in words. */
+  description: string;
+  /** True when there was no item file: titles are the item ids. */
+  titlesMissing: boolean;
+}
+
+function isMovieLensFile(path: string, name: string): boolean {
+  const b = basename(path);
+  return b === name || b.endsWith(`.${name.split(".")[1]}`);
+}
+
+function wrap(err: unknown, what: string): never {
+  if (err instanceof RecsysError) throw new ChatRecError("bad_request", `${what}: ${err.message}`);
+  const e = err as NodeJS.ErrnoException;
+  if (e && (e.code === "ENOENT" || e.code === "EISDIR" || e.code === "EACCES")) throw new ChatRecError("bad_request", `${what}: cannot read ${e.path ?? "the file"} (${e.code})`);
+  throw err;
+}
+
+/**
+ * Loads interactions and items.
+ * @throws ChatRecError (bad_request) naming the file and the problem.
+ */
+export async function loadData(source: DataSource): Promise<LoadedData> {
+  if (source.ml100k) {
+    const dir = source.ml100k;
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ChatRecError("bad_request", `--data ${dir}: not a folder (expected MovieLens-100K's ml-100k folder with u.data, u.item, u.genre)`);
+    for (const f of ["u.data", "u.item", "u.genre"]) if (!existsSync(join(dir, f))) throw new ChatRecError("bad_request", `--data ${dir}: ${f} is missing (expected MovieLens-100K's ml-100k folder)`);
+    try {
+      const ds = await loadMovieLens100k(dir);
+      return { interactions: ds.interactions, catalog: ds.items, description: `MovieLens-100K at ${dir}`, titlesMissing: false };
+    } catch (err) {
+      wrap(err, dir);
+    }
+  }
+  if (!source.ratings) throw new ChatRecError("bad_request", "no data: pass --data DIR (MovieLens-100K) or --ratings FILE [--items FILE]");
+  let interactions: Interactions;
+  try {
+    interactions = isMovieLensFile(source.ratings, "u.data") ? await loadMovieLensRatings(source.ratings) : await loadInteractionsCsv(source.ratings);
+  } catch (err) {
+    wrap(err, source.ratings);
+  }
+  if (interactions.length === 0) throw new ChatRecError("bad_request", `${source.ratings}: no interactions`);
+  let catalog: ItemCatalog;
+  let titlesMissing = false;
+  if (source.items) {
+    try {
+      catalog = isMovieLensFile(source.items, "u.item") ? await loadMovieLensItems(source.items) : await loadItemsCsv(source.items);
+    } catch (err) {
+      wrap(err, source.items);
+    }
+  } else {
+    catalog = new ItemCatalog(interactions.items.ids().map((id) => ({ id, title: id, genres: [] })));
+    titlesMissing = true;
+  }
+  return { interactions, catalog, description: `${source.ratings}${source.items ? ` with ${source.items}` : ""}`, titlesMissing };
+}
+
+/** The candidate generators that can be fitted in-process. */
+export type RecommenderKind = "popularity" | "knn" | "bpr" | "mf";
+
+/** All of them, in table order. */
+export const RECOMMENDER_KINDS: readonly RecommenderKind[] = ["popularity", "knn", "bpr", "mf"];
+
+/** Names of the kinds in tables. */
+export const RECOMMENDER_NAMES: Readonly<Record<RecommenderKind, string>> = {
+  popularity: "Popularity",
+  knn: "Item-kNN",
+  bpr: "BPR-MF",
+  mf: "Biased MF",
+};
+
+/**
+ * Fits a recommender with its default hyper-parameters (chosen on validation splits of
+ * MovieLens-100K's training data by src/recsys): "knn" item-based kNN (implicit cosine, 50
+ * neighbours), "bpr" BPR-MF (32 factors), "mf" biased MF ranking by predicted rating, "popularity".
+ */
+export function fitRecommender(kind: RecommenderKind, train: Interactions, options: { seed?: number } = {}): Recommender {
+  switch (kind) {
+    case "popularity":
+      return new PopularityRecommender().fit(train);
+    case "knn":
+      return new ItemKnnRecommender().fit(train);
+    case "bpr":
+      return new BprRecommender({ seed: options.seed }).fit(train);
+    case "mf":
+      return new BiasedMfPredictor({ seed: options.seed }).fit(train);
+    default:
+      throw new ChatRecError("bad_request", `unknown recommender ${JSON.stringify(kind)} (choose ${RECOMMENDER_KINDS.join(", ")})`);
+  }
+}
+
+/**
+ * Loads a recommender saved with `save()` (any kind).
+ * @throws ChatRecError (bad_request) for a missing or unreadable file.
+ */
+export async function loadRecommenderFile(path: string): Promise<Recommender> {
+  try {
+    return await loadRecommender(path);
+  } catch (err) {
+    wrap(err, path);
+  }
+}

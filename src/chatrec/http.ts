@@ -1,0 +1,239 @@
+/**
+ * `POST /v1/chat`: Chat-REC over HTTP, as a self-contained Fastify plugin.
+ *
+ * ```ts
+ * await app.register(chatRoutes, { service: chatRec });
+ * ```
+ *
+ * - `POST /v1/chat` `{ user, message }` starts a conversation; `{ sessionId, message }` continues
+ *   one. The answer: the recommendations (re-ranked by TALLRec), the explanation, the filters the
+ *   conversation has built up, and notes. With `"stream": true` the answer is NDJSON
+ *   (`application/x-ndjson`): `{"type":"start","sessionId",...}`, then one `{"type":"text","text"}`
+ *   per piece of the explanation as it is generated, then `{"type":"result",...}` (the same object
+ *   as the JSON answer) or `{"type":"error","code","message"}`.
+ * - `GET /v1/chat/:sessionId`: the session (user, history TALLRec sees, filters, turns).
+ * - `DELETE /v1/chat/:sessionId`: ends it (204).
+ *
+ * Sessions live in the service's bounded store and expire after their TTL: an unknown or expired
+ * session is a 404 with code `CHAT_UNKNOWN_SESSION`. Errors are `{ statusCode, error, code,
+ * message }`, as everywhere on the server. A client that disconnects cancels its turn.
+ *
+ * @module
+ */
+import { STATUS_CODES } from "node:http";
+import { PassThrough } from "node:stream";
+
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+
+import { ChatRecError } from "./errors.js";
+import { MAX_MESSAGE_CHARS, type SessionInfo, type TurnOptions, type TurnResult } from "./pipeline.js";
+
+/** What the routes need: a {@link ChatRec} or anything with the same methods. */
+export interface ChatService {
+  startSession(user: string | number): SessionInfo;
+  session(sessionId: string): SessionInfo;
+  turn(sessionId: string, message: string, options?: TurnOptions): Promise<TurnResult>;
+  endSession(sessionId: string): boolean;
+}
+
+/** Options of {@link chatRoutes}. */
+export interface ChatRoutesOptions {
+  service: ChatService;
+}
+
+interface ChatBody {
+  sessionId?: string;
+  user?: string | number;
+  message: string;
+  count?: number;
+  explain?: boolean;
+  stream?: boolean;
+}
+
+const FILTERS_SCHEMA = {
+  type: "object",
+  properties: {
+    genres: { type: "array", items: { type: "string" } },
+    excludeGenres: { type: "array", items: { type: "string" } },
+    yearMin: { type: "integer" },
+    yearMax: { type: "integer" },
+    mood: { type: "string", enum: ["lighter", "darker"] },
+    excludeItems: { type: "array", items: { type: "string" } },
+    similarTo: { type: "array", items: { type: "string" } },
+  },
+} as const;
+
+/** The request body of `POST /v1/chat`. */
+export const CHAT_BODY_SCHEMA = {
+  type: "object",
+  required: ["message"],
+  additionalProperties: false,
+  properties: {
+    sessionId: { type: "string", minLength: 1, maxLength: 100, description: "continue this conversation (from an earlier answer)" },
+    user: { type: ["string", "integer"], description: "start a conversation with this user of the interaction data (needed without sessionId)" },
+    message: { type: "string", maxLength: MAX_MESSAGE_CHARS, description: 'what the user says ("" for plain recommendations), e.g. "something lighter", "not that one", "more like the second"' },
+    count: { type: "integer", minimum: 1, maximum: 50, description: "recommendations in the answer (default: the service's, or the message's \"top N\")" },
+    explain: { type: "boolean", description: "generate the explanation (default true)" },
+    stream: { type: "boolean", description: "answer as NDJSON events, streaming the explanation as it is generated" },
+  },
+} as const;
+
+const RECOMMENDATION_SCHEMA = {
+  type: "object",
+  properties: {
+    rank: { type: "integer" },
+    item: { type: "string" },
+    title: { type: "string" },
+    genres: { type: "array", items: { type: "string" } },
+    year: { type: "integer" },
+    pYes: { type: "number", description: "TALLRec's probability that the user likes the item" },
+    logitYes: { type: "number" },
+    logitNo: { type: "number" },
+    score: { type: "number", description: "what the list is sorted by (pYes unless blended with the recommender's score or a mood hint)" },
+    recScore: { type: ["number", "null"], description: "the candidate generator's score; null for a cold-start item" },
+    coldStart: { type: "boolean", description: "the item has no interactions: found through its text embedding" },
+  },
+} as const;
+
+const ERROR_SCHEMA = {
+  type: "object",
+  properties: { statusCode: { type: "integer" }, error: { type: "string" }, code: { type: "string" }, message: { type: "string" } },
+} as const;
+
+/** The JSON answer of `POST /v1/chat`. */
+export const CHAT_RESPONSE_SCHEMA = {
+  type: "object",
+  properties: {
+    sessionId: { type: "string" },
+    user: { type: "string" },
+    turn: { type: "integer" },
+    recommendations: { type: "array", items: RECOMMENDATION_SCHEMA },
+    explanation: { type: "string" },
+    stopReason: { type: "string" },
+    filters: FILTERS_SCHEMA,
+    intentSource: { type: "string" },
+    notes: { type: "array", items: { type: "string" } },
+    failed: { type: "array", items: { type: "object", properties: { item: { type: "string" }, title: { type: "string" }, error: { type: "string" } } } },
+    timings: { type: "object", properties: { candidatesMs: { type: "number" }, rerankMs: { type: "number" }, explainMs: { type: "number" } } },
+  },
+} as const;
+
+const SESSION_SCHEMA = {
+  type: "object",
+  properties: {
+    sessionId: { type: "string" },
+    user: { type: "string" },
+    liked: { type: "array", items: { type: "string" } },
+    disliked: { type: "array", items: { type: "string" } },
+    interactions: { type: "integer" },
+    turns: { type: "integer" },
+    filters: FILTERS_SCHEMA,
+  },
+} as const;
+
+const PARAMS_SCHEMA = { type: "object", required: ["sessionId"], properties: { sessionId: { type: "string", minLength: 1, maxLength: 100 } } } as const;
+
+function errorBody(status: number, code: string, message: string) {
+  return { statusCode: status, error: STATUS_CODES[status] ?? "Error", code, message };
+}
+
+function sendError(reply: FastifyReply, err: unknown): FastifyReply | never {
+  if (err instanceof ChatRecError) return reply.code(err.status).send(errorBody(err.status, `CHAT_${err.code.toUpperCase()}`, err.message));
+  throw err;
+}
+
+/** Aborted when the client goes away before the answer is complete. */
+function clientGone(request: FastifyRequest, reply: FastifyReply): AbortController {
+  const ac = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableEnded) ac.abort(new Error("client disconnected"));
+  };
+  if (request.raw.destroyed || reply.raw.destroyed) onClose();
+  else reply.raw.once("close", onClose);
+  return ac;
+}
+
+/** Registers `POST /v1/chat`, `GET /v1/chat/:sessionId` and `DELETE /v1/chat/:sessionId`. */
+export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify, { service }) => {
+  if (!service || typeof service.turn !== "function") throw new TypeError("chatRoutes needs { service } (a ChatRec)");
+  const errors = { 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 503: ERROR_SCHEMA };
+
+  fastify.post(
+    "/v1/chat",
+    {
+      schema: {
+        summary: "Chat-REC: recommend, re-rank with TALLRec, explain, keep talking",
+        description:
+          "Send { user, message } to start a conversation or { sessionId, message } to continue one. The recommender proposes candidates, " +
+          "TALLRec re-ranks them for the user, the model explains the choice; follow-ups such as \"something lighter\", \"not that one\" or " +
+          "\"more like the second\" refine the last answer. With stream: true the answer is NDJSON events (start, text pieces, result).",
+        tags: ["chat"],
+        body: CHAT_BODY_SCHEMA,
+        response: { 200: CHAT_RESPONSE_SCHEMA, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as ChatBody;
+      let sessionId: string;
+      let user: string;
+      try {
+        if (body.sessionId !== undefined) {
+          const s = service.session(body.sessionId);
+          if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("bad_request", `session ${body.sessionId} belongs to another user`);
+          ({ sessionId, user } = s);
+        } else {
+          if (body.user === undefined) throw new ChatRecError("bad_request", "body/user is required to start a conversation (or send body/sessionId to continue one)");
+          ({ sessionId, user } = service.startSession(body.user));
+        }
+      } catch (err) {
+        return sendError(reply, err);
+      }
+      const ac = clientGone(request, reply);
+      const options: TurnOptions = { signal: ac.signal, ...(body.count !== undefined ? { count: body.count } : {}), ...(body.explain !== undefined ? { explain: body.explain } : {}) };
+      if (!body.stream) {
+        try {
+          return await service.turn(sessionId, body.message, options);
+        } catch (err) {
+          return sendError(reply, err);
+        }
+      }
+      const out = new PassThrough();
+      const event = (e: Record<string, unknown>) => out.write(`${JSON.stringify(e)}\n`);
+      event({ type: "start", sessionId, user });
+      service.turn(sessionId, body.message, { ...options, onText: (text) => event({ type: "text", text }) }).then(
+        (result) => {
+          const { intent: _intent, ...rest } = result;
+          out.end(`${JSON.stringify({ type: "result", ...rest })}\n`);
+        },
+        (err: Error) => {
+          const code = err instanceof ChatRecError ? `CHAT_${err.code.toUpperCase()}` : "CHAT_INTERNAL";
+          if (!(err instanceof ChatRecError)) request.log.error({ err }, "chat turn failed");
+          out.end(`${JSON.stringify({ type: "error", code, message: err instanceof ChatRecError ? err.message : `internal error (request ${request.id})` })}\n`);
+        },
+      );
+      return reply.type("application/x-ndjson; charset=utf-8").send(out);
+    },
+  );
+
+  fastify.get(
+    "/v1/chat/:sessionId",
+    { schema: { summary: "A Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 200: SESSION_SCHEMA, ...errors } } },
+    async (request, reply) => {
+      try {
+        return service.session((request.params as { sessionId: string }).sessionId);
+      } catch (err) {
+        return sendError(reply, err);
+      }
+    },
+  );
+
+  fastify.delete(
+    "/v1/chat/:sessionId",
+    { schema: { summary: "End a Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 204: { type: "null" }, ...errors } } },
+    async (request, reply) => {
+      const id = (request.params as { sessionId: string }).sessionId;
+      if (!service.endSession(id)) return sendError(reply, new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired`));
+      return reply.code(204).send();
+    },
+  );
+};
