@@ -23,8 +23,16 @@ export interface MergeAdapter {
   scale?: number;
 }
 
+/**
+ * Type of the merged (changed) tensors: "keep" (default) their base type; "f32" exact (an F16
+ * base merged in F32 scores like the F16 base with the adapter, up to float32 rounding, at twice
+ * the size of those tensors); "f16". Tensors no adapter touches always keep their type.
+ */
+export type MergeOutType = "keep" | "f32" | "f16";
+
 /** Options of {@link mergeLora}. */
 export interface MergeOptions {
+  outtype?: MergeOutType;
   log?: (message: string) => void;
 }
 
@@ -91,15 +99,19 @@ export async function mergeLora(base: string, adapters: readonly MergeAdapter[],
       list.push({ adapter: adapterFile, a, b, s });
     }
   }
+  const outtype = opts.outtype ?? "keep";
+  if (!["keep", "f32", "f16"].includes(outtype)) throw new ConvertError(out, `unknown outtype ${JSON.stringify(outtype)} (keep, f32 or f16)`);
   const types: Record<string, number> = {};
   const tensors: GgufTensorSpec[] = model.file.tensors.map((t) => {
     const ups = updates.get(t.name);
     if (!ups) return { name: t.name, dims: t.dims, type: t.type, raw: true, data: () => readTensorBytes(model.file, t.name) };
-    types[t.typeName] = (types[t.typeName] ?? 0) + 1;
+    const type = (outtype === "f32" ? GgmlType.F32 : outtype === "f16" ? GgmlType.F16 : t.type) as GgufWritableType;
+    const typeName = outtype === "keep" ? t.typeName : outtype.toUpperCase();
+    types[typeName] = (types[typeName] ?? 0) + 1;
     return {
       name: t.name,
       dims: t.dims,
-      type: t.type as GgufWritableType,
+      type,
       data: () => {
         const [nIn, nOut] = t.dims;
         const w = readTensorF64(model.file, t.name);
