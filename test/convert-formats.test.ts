@@ -133,6 +133,9 @@ const PY_PICKLES = {
   4: "gASV/AAAAAAAAACMC2NvbGxlY3Rpb25zlIwLT3JkZXJlZERpY3SUk5QpUpQojAF3lIwMdG9yY2guX3V0aWxzlIwSX3JlYnVpbGRfdGVuc29yX3YylJOUKCiMB3N0b3JhZ2WUjAV0b3JjaJSMDEZsb2F0U3RvcmFnZZSTlIwBMJSMA2NwdZRLBnSUUUsASwNLAoaUSwFLA4aUiWgCKVKUdJRSlIwBdpRoBygoaAhoC2gMaA1LBnSUUUsCSwKFlEsBhZSJaAIpUpR0lFKUjAFolGgHKChoCGgJjAtIYWxmU3RvcmFnZZSTlIwBMZRoDUsDdJRRSwBLA4WUaBeJaAIpUpR0lFKUdS4=",
 } as const;
 
+const STATE_DICT_WITH_METADATA =
+  "gAJjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBWA4AAABsbV9oZWFkLndlaWdodHECY3RvcmNoLl91dGlscwpfcmVidWlsZF90ZW5zb3JfdjIKcQMoKFgHAAAAc3RvcmFnZXEEY3RvcmNoCkZsb2F0U3RvcmFnZQpxBVgBAAAAMHEGWAMAAABjcHVxB0sCdHEIUUsASwFLAoZxCUsCSwGGcQqJaAApUnELdHEMUnENc31xDlgJAAAAX21ldGFkYXRhcQ9oAClScRAoWAAAAABxEX1xElgHAAAAdmVyc2lvbnETSwFzWAcAAABsbV9oZWFkcRR9cRVoE0sBc3VzYi4=";
+
 describe("PyTorch checkpoints", () => {
   const storages = [
     { name: "py/data/0", data: f32(1, 2, 3, 4, 5, 6) },
@@ -149,6 +152,16 @@ describe("PyTorch checkpoints", () => {
     expect(values(t.get("v"))).toEqual([3, 4]);
     expect(t.get("h")!.dtype).toBe("F16");
     expect(values(t.get("h"))).toEqual([0.5, -2, 65504]);
+  });
+
+  it("reads a model.state_dict() pickle, whose OrderedDict carries _metadata set by BUILD", () => {
+    // CPython protocol 2: OrderedDict([("lm_head.weight", FloatStorage "0" (1, 2))]) with
+    // ._metadata = OrderedDict([("", {"version": 1}), ("lm_head", {"version": 1})])
+    const pkl = new Uint8Array(Buffer.from(STATE_DICT_WITH_METADATA, "base64"));
+    const p = file("sd.bin", encodeZip([{ name: "pytorch_model/data.pkl", data: pkl }, { name: "pytorch_model/data/0", data: f32(7, 8) }]));
+    const t = openTorchCheckpoint(p).tensors;
+    expect(t.map((x) => [x.name, x.shape])).toEqual([["lm_head.weight", [1, 2]]]);
+    expect(values(t[0])).toEqual([7, 8]);
   });
 
   it("reads what its own writer wrote (dict and OrderedDict, deflated, zip64)", () => {

@@ -137,6 +137,13 @@ describe("the scale llama.cpp applies equals PEFT's", () => {
     sameTensors(paths.loraA, out);
   });
 
+  it("target_modules given as a regular expression (PEFT's other form) is accepted", async () => {
+    const ad = join(dir, "peft-regex");
+    await writePeftAdapter(ad, "tiny", TINY_LORA_A, { config: { target_modules: ".*\\.(q_proj|v_proj)$" } });
+    await convertPeftLora(ad, `${ad}.gguf`, { base: paths.tiny });
+    sameTensors(paths.loraA, `${ad}.gguf`);
+  });
+
   it("an alpha_pattern entry is folded into that module's lora_B", async () => {
     const ad = join(dir, "peft-pattern");
     await writePeftAdapter(ad, "tiny", TINY_LORA_A, { config: { alpha_pattern: { "layers.1.self_attn.v_proj": 4 } } });
@@ -311,6 +318,15 @@ describe("bad adapters are refused with a clear message and nothing is written",
       writeFileSync(file, bytes.subarray(0, bytes.length - 700));
       await refuse(ad, /truncated/);
     }
+  });
+
+  it("a corrupt storage found while writing leaves no output behind", async () => {
+    const ad = await peft("corrupt-storage", undefined, "bin");
+    const file = join(ad, "adapter_model.bin");
+    const bytes = readFileSync(file);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x55; // inside one of the storages: the pickle still reads
+    writeFileSync(file, bytes);
+    await refuse(ad, /CRC-32 mismatch/);
   });
 
   it("a pickle that calls anything but the tensor-rebuild functions is never run", async () => {
