@@ -93,7 +93,15 @@ describe("a merged model scores as the base model with the adapter", () => {
   it("F32 base, two adapters with scales (a at 0.5, b on all seven projections at 1)", async () => {
     const out = join(dir, "merged-ab.gguf");
     await mergeLora(paths.tiny, [{ path: paths.loraA, scale: 0.5 }, { path: paths.loraB, scale: 1 }], out);
-    expect(worst(await scores(out), await scores(paths.tiny, [{ path: paths.loraA, scale: 0.5 }, { path: paths.loraB, scale: 1 }]))).toBeLessThan(1e-3);
+    const both = await scores(out);
+    expect(worst(both, await scores(paths.tiny, [{ path: paths.loraA, scale: 0.5 }, { path: paths.loraB, scale: 1 }]))).toBeLessThan(1e-3);
+    // merging one after the other gives the same model, and the record lists both
+    const first = join(dir, "merged-a-half.gguf");
+    const second = join(dir, "merged-a-half-then-b.gguf");
+    await mergeLora(paths.tiny, [{ path: paths.loraA, scale: 0.5 }], first);
+    await mergeLora(first, [{ path: paths.loraB }], second);
+    expect(openGgufSync(second).metadata.get("tallrec.merged_adapters")?.value).toBe("tiny-lora-a.gguf:0.5,tiny-lora-b.gguf:1");
+    expect(worst(await scores(second), both)).toBeLessThan(1e-5);
   });
 
   it("F16 base: merged weights are round-to-nearest F16 of W + s·B·A; --outtype f32 merges exactly", async () => {

@@ -8,7 +8,7 @@
 export { ConvertError } from "./errors.js";
 export { convertHfModel, readLlamaConfig, type ConvertModelOptions, type ConvertModelResult, type LlamaHparams, type ModelOutType } from "./model.js";
 export { convertPeftLora, readPeftConfig, PEFT_TO_GGUF, type ConvertLoraOptions, type ConvertLoraResult, type PeftLoraConfig } from "./lora.js";
-export { mergeLora, type MergeAdapter, type MergeOptions, type MergeOutType, type MergeResult } from "./merge.js";
+export { MERGED_KEY, mergeLora, type MergeAdapter, type MergeOptions, type MergeOutType, type MergeResult } from "./merge.js";
 export { quantizationTypes, quantizeModel, type QuantizeOptions, type QuantizeResult } from "./quantize.js";
 export { openModelWeights, openWeightFile, type CheckpointWeights } from "./checkpoint.js";
 export { encodeSafetensors, openSafetensors, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";

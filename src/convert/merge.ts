@@ -45,6 +45,9 @@ export interface MergeResult {
   types: Record<string, number>;
 }
 
+/** Metadata key listing the adapters merged into a model, "file:scale,file:scale". */
+export const MERGED_KEY = "tallrec.merged_adapters";
+
 const MERGEABLE = new Set<number>([GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0]);
 
 interface Update {
@@ -73,6 +76,8 @@ function wrap<T>(fn: () => T): T {
 export async function mergeLora(base: string, adapters: readonly MergeAdapter[], out: string, opts: MergeOptions = {}): Promise<MergeResult> {
   const log = opts.log ?? (() => {});
   if (adapters.length === 0) throw new ConvertError(base, "nothing to merge: no adapters given");
+  const outtype = opts.outtype ?? "keep";
+  if (!["keep", "f32", "f16"].includes(outtype)) throw new ConvertError(out, `unknown outtype ${JSON.stringify(outtype)} (keep, f32 or f16)`);
   const model = wrap(() => checkModelFile(base));
   const updates = new Map<string, Update[]>();
   for (const ad of adapters) {
@@ -87,7 +92,7 @@ export async function mergeLora(base: string, adapters: readonly MergeAdapter[],
       if (!MERGEABLE.has(info.type)) {
         throw new ConvertError(
           base,
-          `${target} is ${info.typeName}: tallrec merges into F32, F16, BF16 and Q8_0 weights only. Merge into the F16 model, then quantize the result (tallrec quantize merged.gguf merged-${info.typeName.toLowerCase()}.gguf <TYPE>)`,
+          `${target} is ${info.typeName}: tallrec merges into F32, F16, BF16 and Q8_0 weights only. Merge into the F16 model, then quantize the result (tallrec quantize merged-f16.gguf merged.gguf <TYPE>)`,
         );
       }
       const a = adapterFile.tensorsByName.get(`${target}.lora_a`)!;
@@ -99,8 +104,6 @@ export async function mergeLora(base: string, adapters: readonly MergeAdapter[],
       list.push({ adapter: adapterFile, a, b, s });
     }
   }
-  const outtype = opts.outtype ?? "keep";
-  if (!["keep", "f32", "f16"].includes(outtype)) throw new ConvertError(out, `unknown outtype ${JSON.stringify(outtype)} (keep, f32 or f16)`);
   const types: Record<string, number> = {};
   const tensors: GgufTensorSpec[] = model.file.tensors.map((t) => {
     const ups = updates.get(t.name);
@@ -133,9 +136,11 @@ export async function mergeLora(base: string, adapters: readonly MergeAdapter[],
       },
     };
   });
-  const names = adapters.map((a) => `${basename(a.path)}:${a.scale ?? 1}`).join(",");
-  const metadata: GgufMetadataEntry[] = [...model.file.metadata].filter(([k]) => k !== "tallrec.merged_adapters").map(([key, v]) => ({ key, ...v }) as GgufMetadataEntry);
-  metadata.push(kv("tallrec.merged_adapters", gv.str(names)));
+  // a record of what was merged, appended to any earlier merges of the base
+  const earlier = model.file.metadata.get(MERGED_KEY);
+  const names = [...(earlier && typeof earlier.value === "string" ? [earlier.value] : []), ...adapters.map((a) => `${basename(a.path)}:${a.scale ?? 1}`)].join(",");
+  const metadata: GgufMetadataEntry[] = [...model.file.metadata].filter(([k]) => k !== MERGED_KEY).map(([key, v]) => ({ key, ...v }) as GgufMetadataEntry);
+  metadata.push(kv(MERGED_KEY, gv.str(names)));
   log(`merging ${adapters.length} adapter(s) into ${updates.size} tensors (${Object.entries(types).map(([k, v]) => `${v} ${k}`).join(", ")})`);
   await writeGguf(out, { metadata, tensors });
   return { path: out, merged: [...updates.keys()], types };
