@@ -23,3 +23,5 @@ export type { Book, Domain, InstructionPrompt, PromptInput, StructuredPrompt } f
 export { SCORING_RULES, probabilityYes, sigmoid } from "./scoring.js";
 export type { ScoringRule } from "./scoring.js";
 export type { Backend, GpuMode } from "./native.js";
+export { convertHfModel, convertPeftLora, mergeLora, quantizeModel, quantizationTypes, ConvertError } from "./convert/index.js";
+export type { ChatMessage, GenerateOptions, GenerateResult } from "./generation.js";

@@ -6,6 +6,7 @@ import { Command, CommanderError } from "commander";
 
 import { addGlobalOptions, CliError, EXIT } from "./common.js";
 import { batchCommand } from "./commands/batch.js";
+import { convertLoraCommand, convertModelCommand, mergeCommand, quantizeCommand } from "./commands/convert.js";
 import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { inspectCommand } from "./commands/inspect.js";
@@ -21,7 +22,18 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   addGlobalOptions(program);
-  for (const cmd of [scoreCommand(), batchCommand(), evalCommand(), inspectCommand(), serveCommand(), demoCommand()]) program.addCommand(cmd.exitOverride());
+  for (const cmd of [
+    scoreCommand(),
+    batchCommand(),
+    evalCommand(),
+    inspectCommand(),
+    serveCommand(),
+    convertModelCommand(),
+    convertLoraCommand(),
+    mergeCommand(),
+    quantizeCommand(),
+    demoCommand(),
+  ]) program.addCommand(cmd.exitOverride());
   return program;
 }
 
