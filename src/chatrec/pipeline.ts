@@ -426,7 +426,9 @@ export class ChatRec {
   private async candidatesFor(s: Session, f: Filters, excluded: Set<string>, notes: string[], signal?: AbortSignal): Promise<RerankCandidate[]> {
     const catalog = this.catalogNow;
     const rec = this.options.recommender;
-    const pass = (id: string) => !excluded.has(id) && matchesFilters(catalog.get(id), f);
+    // "more like X" never offers X itself
+    const anchors = new Set(f.similarTo);
+    const pass = (id: string) => !excluded.has(id) && !anchors.has(id) && matchesFilters(catalog.get(id), f);
     const n = this.candidatesPerTurn;
     const out = new Map<string, RerankCandidate>();
     const add = (item: string, recScore: number) => {
@@ -475,11 +477,13 @@ export class ChatRec {
       const cold = [...catalog].filter((i) => !this.isWarm(i.id) && pass(i.id) && !out.has(i.id));
       if (cold.length > 0) {
         const h = this.userHistory(s);
-        let anchors = [...f.similarTo, ...h.liked].map((i) => catalog.get(i)).filter((x): x is ItemInfo => x !== undefined);
-        if (anchors.length === 0) anchors = h.all.filter((x) => x.rating >= this.histories.options.likeThreshold).map((x) => catalog.get(x.item)).filter((x): x is ItemInfo => x !== undefined);
+        // "more like X": near X; otherwise near what the user liked
+        const info = (ids: readonly string[]) => ids.map((i) => catalog.get(i)).filter((x): x is ItemInfo => x !== undefined);
+        let profile = info(f.similarTo.length > 0 ? f.similarTo : h.liked);
+        if (profile.length === 0) profile = info(h.all.filter((x) => x.rating >= this.histories.options.likeThreshold).map((x) => x.item));
         signal?.throwIfAborted();
-        if (anchors.length > 0) {
-          const near = await nearestByText(embeddingsOf(this.options.engine as Embedder), anchors, cold, { k: this.coldStart.candidates, descriptions: this.descriptions });
+        if (profile.length > 0) {
+          const near = await nearestByText(embeddingsOf(this.options.engine as Embedder), profile, cold, { k: this.coldStart.candidates, descriptions: this.descriptions });
           for (const r of near) out.set(r.item, { item: r.item, title: titleOf(catalog, r.item), recScore: NaN });
         } else {
           // nothing liked to compare with: the newest cold items
