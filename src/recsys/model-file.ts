@@ -23,6 +23,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { ModelFileError } from "./errors.js";
+import { crc32 } from "../io/crc32.js";
 
 /** Magic bytes at the start of every model file. */
 export const MODEL_FILE_MAGIC = "TRRECSYS";
@@ -59,22 +60,8 @@ export interface ModelFileContents {
   arrays: Record<string, StoredArray>;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  return t;
-})();
-
-/** CRC-32 (IEEE 802.3) of `bytes`, as an unsigned integer. */
-export function crc32(bytes: Uint8Array): number {
-  let c = -1;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
-}
+/** CRC-32 (IEEE 802.3) of `bytes`, as an unsigned integer (shared with the IO layer). */
+export { crc32 };
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
