@@ -3,6 +3,7 @@
  * these tests assert behaviour that holds for any model (orders follow pYes, exclusions hold, the
  * dialogue is kept, text streams, seeds reproduce), never the quality of the words.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +16,7 @@ import {
   tallrecPrompt,
   titledHistory,
   HistoryIndex,
+  parseMovieLensUsers,
   type ChatEngine,
   type TurnResult,
 } from "../src/chatrec/index.js";
@@ -131,7 +133,8 @@ describe("TALLRec re-ranking", () => {
 describe("a conversation on MovieLens-100K", () => {
   it("keeps its history over several turns, honours exclusions, moods and 'more like the second'", async () => {
     const e = spy(engine);
-    const chat = new ChatRec({ engine: e, interactions: ml.interactions, catalog: ml.items, recommender: knn, explain: FAST });
+    const profiles = parseMovieLensUsers(readFileSync(join(dataDir, "ml-100k", "u.user"), "latin1"));
+    const chat = new ChatRec({ engine: e, interactions: ml.interactions, catalog: ml.items, recommender: knn, explain: FAST, profiles });
     const seen = new HistoryIndex(ml.interactions).seen("42");
     const { sessionId } = chat.startSession(42);
     const turns: TurnResult[] = [];
@@ -177,6 +180,7 @@ describe("a conversation on MovieLens-100K", () => {
     const text = last.map((m) => m.content).join("\n");
     for (const m of ["not that one", "not the second", "something lighter"]) expect(text).toContain(m);
     expect(last[last.length - 1].content).toContain("Request: more like the second");
+    expect(last[last.length - 1].content).toContain("The user: a 30-year-old man, administrator.");
     expect(last[last.length - 1].content).toContain(r4.recommendations[0].title);
     expect(chat.session(sessionId).turns).toBe(5);
   });

@@ -3,6 +3,8 @@
  * re-ranking order, the session store, the model-intent validator, the kNN rating predictor and
  * the evaluation protocol.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +16,8 @@ import {
   GlobalMeanPredictor,
   HistoryIndex,
   ItemKnnRatingPredictor,
+  loadData,
+  parseMovieLensUsers,
   matchesFilters,
   mergeModelIntent,
   orderCandidates,
@@ -367,5 +371,33 @@ describe("evaluation protocol", () => {
     expect(a.ranking[0].at).toEqual(b.ranking[0].at);
     await expect(runRecsysEval(ml.interactions, { candidates: 5, ks: [10] })).rejects.toThrow(/candidates/);
     await expect(runRecsysEval(ml.interactions, { ks: [0] })).rejects.toThrow(/cut-offs/);
+  });
+});
+
+describe("loading data", () => {
+  it("reads MovieLens-100K with user profiles, and CSV files", async () => {
+    const d = await loadData({ ml100k: join(dataDir, "ml-100k") });
+    expect(d.interactions.length).toBe(100_000);
+    expect(d.catalog.size).toBe(1682);
+    expect(d.profiles?.size).toBe(943);
+    expect(d.profiles?.get("42")).toBe("a 30-year-old man, administrator");
+    expect(parseMovieLensUsers("7|57|F|none|91344\nbad line\n8|x|M|writer|1")).toEqual(new Map([["7", "a 57-year-old woman"]]));
+    const dir = mkdtempSync(join(tmpdir(), "chatrec-data-"));
+    try {
+      writeFileSync(join(dir, "r.csv"), "user,item,rating,timestamp\n1,10,5,100\n2,10,3,101\n");
+      writeFileSync(join(dir, "i.csv"), 'item,title,genres\n10,"Heat (1995)",Action|Crime\n');
+      const c = await loadData({ ratings: join(dir, "r.csv"), items: join(dir, "i.csv") });
+      expect(c.interactions.length).toBe(2);
+      expect(c.catalog.title("10")).toBe("Heat (1995)");
+      expect(c.titlesMissing).toBe(false);
+      expect((await loadData({ ratings: join(dir, "r.csv") })).titlesMissing).toBe(true);
+      writeFileSync(join(dir, "bad.csv"), "user,item,rating,timestamp\n1,10,five,100\n");
+      await expect(loadData({ ratings: join(dir, "bad.csv") })).rejects.toThrow(/bad\.csv:2: field "rating": expected a number/);
+      await expect(loadData({ ratings: join(dir, "missing.csv") })).rejects.toThrow(/cannot read .*missing\.csv \(ENOENT\)/);
+      await expect(loadData({ ml100k: dir })).rejects.toThrow(/u\.data is missing/);
+      await expect(loadData({})).rejects.toMatchObject({ code: "bad_request" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

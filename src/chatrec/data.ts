@@ -6,6 +6,7 @@
  * @module
  */
 import { existsSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 
 import type { Recommender } from "../recsys/base.js";
@@ -37,6 +38,24 @@ export interface LoadedData {
   description: string;
   /** True when there was no item file: titles are the item ids. */
   titlesMissing: boolean;
+  /** User profiles in words by user id (MovieLens-100K's u.user, when present). */
+  profiles?: Map<string, string>;
+}
+
+/**
+ * Parses MovieLens-100K `u.user` (`id|age|gender|occupation|zip`) into profiles in words
+ * ("a 30-year-old man, administrator"). Malformed lines are skipped.
+ */
+export function parseMovieLensUsers(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const f = line.split("|");
+    if (f.length !== 5 || !/^\d+$/.test(f[0]) || !/^\d+$/.test(f[1])) continue;
+    const who = f[2] === "M" ? "man" : f[2] === "F" ? "woman" : "person";
+    const job = f[3].trim() && f[3].trim() !== "none" && f[3].trim() !== "other" ? `, ${f[3].trim()}` : "";
+    out.set(f[0], `a ${Number(f[1])}-year-old ${who}${job}`);
+  }
+  return out;
 }
 
 function isMovieLensFile(path: string, name: string): boolean {
@@ -62,7 +81,9 @@ export async function loadData(source: DataSource): Promise<LoadedData> {
     for (const f of ["u.data", "u.item", "u.genre"]) if (!existsSync(join(dir, f))) throw new ChatRecError("bad_request", `--data ${dir}: ${f} is missing (expected MovieLens-100K's ml-100k folder)`);
     try {
       const ds = await loadMovieLens100k(dir);
-      return { interactions: ds.interactions, catalog: ds.items, description: `MovieLens-100K at ${dir}`, titlesMissing: false };
+      const users = join(dir, "u.user");
+      const profiles = existsSync(users) ? parseMovieLensUsers(await readFile(users, "latin1")) : undefined;
+      return { interactions: ds.interactions, catalog: ds.items, description: `MovieLens-100K at ${dir}`, titlesMissing: false, ...(profiles ? { profiles } : {}) };
     } catch (err) {
       wrap(err, dir);
     }

@@ -23,6 +23,8 @@ export interface ExplainItem {
 
 /** What the explanation prompt is built from. */
 export interface ExplainInput {
+  /** The user's profile in words (e.g. "a 30-year-old man, administrator"). */
+  profile?: string;
   /** Titles the user liked and disliked (most recent last). */
   liked: readonly string[];
   disliked: readonly string[];
@@ -65,6 +67,7 @@ export function explanationMessages(input: ExplainInput, options: ExplainPromptO
   while (earlier.length > 0 && earlier[0].role !== "user") earlier.shift();
   for (const t of earlier) messages.push({ role: t.role, content: cut(t.content, maxChars) || "(recommend something)" });
   const lines: string[] = [];
+  if (input.profile) lines.push(`The user: ${input.profile}.`);
   lines.push(`The user liked: ${input.liked.length ? input.liked.join("; ") : "(nothing yet)"}.`);
   lines.push(`The user disliked: ${input.disliked.length ? input.disliked.join("; ") : "(nothing yet)"}.`);
   if (input.constraints) lines.push(`Constraints: ${input.constraints}.`);

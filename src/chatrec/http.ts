@@ -123,6 +123,7 @@ const SESSION_SCHEMA = {
   properties: {
     sessionId: { type: "string" },
     user: { type: "string" },
+    profile: { type: "string" },
     liked: { type: "array", items: { type: "string" } },
     disliked: { type: "array", items: { type: "string" } },
     interactions: { type: "integer" },

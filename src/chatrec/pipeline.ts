@@ -53,6 +53,8 @@ export interface ChatRecOptions {
   interactions: Interactions;
   /** Item metadata: titles (the TALLRec targets), genres, years. */
   catalog: ItemCatalog;
+  /** User profiles in words by user id, shown to the model in explanations (e.g. from u.user). */
+  profiles?: ReadonlyMap<string, string>;
   /** A fitted candidate generator (usually trained on `interactions`). */
   recommender: Recommender;
   /** Item-to-item similarity for "more like X" (default: the recommender, when it has `similar`). */
@@ -106,6 +108,8 @@ export interface Recommended {
 export interface SessionInfo {
   sessionId: string;
   user: string;
+  /** The user's profile in words, when known. */
+  profile?: string;
   /** Titles TALLRec sees as liked / disliked. */
   liked: string[];
   disliked: string[];
@@ -274,7 +278,8 @@ export class ChatRec {
   private info(s: Session): SessionInfo {
     const h = this.userHistory(s);
     const t = titledHistory(this.catalogNow, h);
-    return { sessionId: s.id, user: s.user, liked: t.liked, disliked: t.disliked, interactions: h.all.length, turns: s.turnCount, filters: structuredClone(s.filters) };
+    const profile = this.options.profiles?.get(s.user);
+    return { sessionId: s.id, user: s.user, ...(profile ? { profile } : {}), liked: t.liked, disliked: t.disliked, interactions: h.all.length, turns: s.turnCount, filters: structuredClone(s.filters) };
   }
 
   /**
@@ -536,6 +541,8 @@ export class ChatRec {
         candidates = await this.candidatesFor(s, f, excluded, notes, options.signal);
       }
       if (candidates.length === 0) notes.push("no movie is left to recommend: everything matching has been seen or left out");
+      // what had to be relaxed stays relaxed: the next turn starts from what worked
+      else s.filters = structuredClone(f);
       // mood hint
       for (const c of candidates) {
         const g = catalog.get(c.item)?.genres ?? [];
@@ -584,6 +591,7 @@ export class ChatRec {
         const g = await explain(
           this.options.engine,
           {
+            profile: this.options.profiles?.get(s.user),
             liked: titled.liked,
             disliked: titled.disliked,
             request: message,

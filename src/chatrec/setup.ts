@@ -51,5 +51,5 @@ export async function createChatRec(setup: ChatRecSetup): Promise<ChatRec> {
     await recommender.save(saveRecommender);
     log(`saved ${recommender.kind} to ${saveRecommender}`);
   }
-  return new ChatRec({ ...rest, interactions: loaded.interactions, catalog: loaded.catalog, recommender });
+  return new ChatRec({ ...(loaded.profiles ? { profiles: loaded.profiles } : {}), ...rest, interactions: loaded.interactions, catalog: loaded.catalog, recommender });
 }

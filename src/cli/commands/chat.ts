@@ -63,7 +63,11 @@ function formatItem(r: Recommended): string {
   return `  ${String(r.rank).padStart(2)}. ${r.title}${genres ? ` [${genres}]` : ""}  p(yes)=${r.pYes.toFixed(3)}${r.coldStart ? "  (new: no ratings yet)" : ""}`;
 }
 
-/** The REPL over a ChatRec; resolves when the input ends or the user quits. */
+/**
+ * The REPL over a ChatRec: greets with recommendations (unless `greeting` is false), then answers
+ * each input line, printing the ranked list and streaming the explanation; `/`-commands as in
+ * `/help`. Works on a terminal and on a pipe. Resolves when the input ends or the user quits.
+ */
 export async function runChat(
   chat: ChatRec,
   user: string,
@@ -72,7 +76,7 @@ export async function runChat(
   const out = (s: string) => io.output.write(s);
   let session: SessionInfo = chat.startSession(user);
   const describe = (s: SessionInfo) => {
-    out(`Chat-REC with user ${s.user} (${s.interactions} ratings)\n`);
+    out(`Chat-REC with user ${s.user}${s.profile ? `, ${s.profile}` : ""} (${s.interactions} ratings)\n`);
     out(`  liked:    ${s.liked.join("; ") || "(none)"}\n`);
     out(`  disliked: ${s.disliked.join("; ") || "(none)"}\n`);
   };
@@ -169,6 +173,7 @@ export async function runChat(
   }
 }
 
+/** The `chat` command (commander), for the program in src/cli/main.ts. */
 export function chatCommand(): Command {
   const cmd = new Command("chat")
     .description("Chat-REC: talk about movies with a user's recommendations, re-ranked by TALLRec and explained by the model")
@@ -237,6 +242,7 @@ ${HELP}`,
           engine,
           interactions: data.interactions,
           catalog: data.catalog,
+          profiles: data.profiles,
           recommender,
           adapter: o.adapter,
           scoring: o.scoring,

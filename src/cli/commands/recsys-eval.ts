@@ -37,6 +37,7 @@ interface RecsysEvalOptions extends ModelOptions {
   published: boolean;
 }
 
+/** The `recsys-eval` command (commander), for the program in src/cli/main.ts. */
 export function recsysEvalCommand(): Command {
   const cmd = new Command("recsys-eval")
     .description("evaluate the classic recommenders, and each followed by TALLRec re-ranking, on interaction data (Chat-REC's protocol)")
