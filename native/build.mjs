@@ -39,7 +39,8 @@ function headersFor(info) {
   return [join(src, "include"), join(src, "ggml", "include")];
 }
 
-function cmakeJs(variant, defs, env = process.env) {
+/** Builds one addon variant into build/<variant>/ and records it there (variant.json). */
+function cmakeJs(variant, defs, record, env = process.env) {
   const out = join(root, "build", variant);
   const cli = join(packageDir("cmake-js"), "bin", "cmake-js");
   const args = [cli, "compile", "--directory", here, "--out", out, "--config", "Release", "--parallel", jobs];
@@ -48,7 +49,8 @@ function cmakeJs(variant, defs, env = process.env) {
   run(process.execPath, args, { cwd: root, env });
   const built = join(out, "Release", "tallrec.node");
   if (!existsSync(built)) throw new Error(`addon variant ${variant} did not produce ${built}`);
-  return built;
+  writeFileSync(join(out, "variant.json"), JSON.stringify({ name: variant, ...record }, null, 2) + "\n");
+  return { name: variant, ...record };
 }
 
 function main() {
@@ -64,12 +66,10 @@ function main() {
     const bins = prebuiltDir("@node-llama-cpp/linux-x64", "linux-x64");
     if (!bins) throw new Error("TALLREC_LLAMA=prebuilt needs @node-llama-cpp/linux-x64 (an optional dependency of node-llama-cpp): npm install --include=optional");
     const [inc, ggmlInc] = headersFor(info);
-    cmakeJs("cpu-prebuilt", { TALLREC_PREBUILT_DIR: bins, TALLREC_PREBUILT_SUFFIX: "v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc });
-    built.push({ name: "cpu-prebuilt", backend: "cpu", backendDir: bins });
+    built.push(cmakeJs("cpu-prebuilt", { TALLREC_PREBUILT_DIR: bins, TALLREC_PREBUILT_SUFFIX: "v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc }, { backend: "cpu", backendDir: bins }));
   } else if (mode === "source") {
     const prefix = buildLlama(info, { cuda: false, archs: [] });
-    cmakeJs("cpu", { TALLREC_LLAMA_PREFIX: prefix });
-    built.push({ name: "cpu", backend: "cpu" });
+    built.push(cmakeJs("cpu", { TALLREC_LLAMA_PREFIX: prefix }, { backend: "cpu" }));
   } else {
     throw new Error(`TALLREC_LLAMA must be "source" or "prebuilt", not "${mode}"`);
   }
@@ -84,8 +84,7 @@ function main() {
       if (archs.length === 0) throw new Error("TALLREC_CUDA=1 but no GPU was detected: set TALLREC_CUDA_ARCHS (e.g. 90 for H100/H200)");
       const env = { ...process.env, PATH: `${dirname(nvcc)}:${process.env.PATH}`, CUDACXX: nvcc };
       const prefix = buildLlama(info, { cuda: true, archs, env });
-      cmakeJs("cuda", { TALLREC_LLAMA_PREFIX: prefix, TALLREC_CUDA: "ON", CMAKE_CUDA_ARCHITECTURES: archs.join(";") }, env);
-      built.push({ name: "cuda", backend: "cuda" });
+      built.push(cmakeJs("cuda", { TALLREC_LLAMA_PREFIX: prefix, TALLREC_CUDA: "ON", CMAKE_CUDA_ARCHITECTURES: archs.join(";") }, { backend: "cuda" }, env));
     }
   }
 
@@ -94,8 +93,7 @@ function main() {
   if (cudaWanted !== "0" && cudaBins && !built.some((b) => b.name === "cuda")) {
     const [inc, ggmlInc] = headersFor(info);
     try {
-      cmakeJs("cuda-prebuilt", { TALLREC_PREBUILT_DIR: cudaBins, TALLREC_PREBUILT_SUFFIX: "cuda.v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc });
-      built.push({ name: "cuda-prebuilt", backend: "cuda", backendDir: cudaBins });
+      built.push(cmakeJs("cuda-prebuilt", { TALLREC_PREBUILT_DIR: cudaBins, TALLREC_PREBUILT_SUFFIX: "cuda.v0.4.0", LLAMA_INCLUDE: inc, GGML_INCLUDE: ggmlInc }, { backend: "cuda", backendDir: cudaBins }));
     } catch (err) {
       log(`note: the prebuilt-CUDA variant was not built (${err.message}); CPU works as usual`);
     }

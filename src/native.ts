@@ -159,6 +159,13 @@ const require = createRequire(import.meta.url);
 const loaded = new Map<string, NativeBinding>();
 
 function readVariants(): VariantRecord[] {
+  // TALLREC_VARIANT=<name> picks one built variant (build/<name>/), e.g. to compare cpu-prebuilt
+  const chosen = process.env.TALLREC_VARIANT;
+  if (chosen) {
+    const rec = join(packageRoot, "build", chosen, "variant.json");
+    if (!existsSync(rec)) throw new Error(`TALLREC_VARIANT=${chosen}: no such built variant (${rec} is missing)`);
+    return [JSON.parse(readFileSync(rec, "utf8")) as VariantRecord];
+  }
   const file = join(packageRoot, "build", "variants.json");
   if (!existsSync(file)) {
     throw new Error(`the native addon is not built (${file} is missing): run "npm install" (or "npm run build:native") in ${packageRoot}`);
