@@ -65,6 +65,11 @@ export interface EngineOptions {
   verbose?: boolean | LogFunction;
   /** Memory-map the model (default true). */
   useMmap?: boolean;
+  /**
+   * How CPU threads wait for work between operations, 0 (sleep) to 100 (spin), on a threadpool kept
+   * for the context; default: llama.cpp's own (a threadpool per graph, polling 50).
+   */
+  threadPoll?: number;
   /** KV cells of the generation context, created on the first generate() (default 2048). */
   generationContextSize?: number;
 }
@@ -240,6 +245,7 @@ export class Engine {
         threadsBatch: threads,
         flashAttn: options.flashAttention ? "on" : "off",
         kvType: options.kvType ?? "f16",
+        poll: options.threadPoll ?? -1,
       });
       const answerTokens = {
         yes: resolveAnswerToken(model, options.answerTokens?.yes ?? "Yes", "yes"),

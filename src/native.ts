@@ -57,6 +57,8 @@ export interface NativeContextOptions {
   kvUnified?: boolean;
   offloadKqv?: boolean;
   kvType?: "f16" | "f32";
+  /** CPU threadpool polling level 0..100 (-1: llama.cpp's default per-graph threads). */
+  poll?: number;
 }
 
 export interface NativeRunPlan {

@@ -9,6 +9,8 @@
 #include "context.h"
 
 #include <cmath>
+
+#include "ggml-backend.h"
 #include <cstring>
 
 #include "lora.h"
@@ -26,6 +28,29 @@ struct Plan : ScorePlan {
 
 bool AbortCallback(void * data) {
     return static_cast<ContextHandle *>(data)->abort.load();
+}
+
+// A CPU threadpool with the given polling level, attached to the context. llama.cpp otherwise
+// makes a threadpool per graph whose threads spin (poll 50) between operations: fast on an idle
+// machine, but on an oversubscribed one a spinning thread holds a core the thread it waits for
+// needs, and decoding slows down tenfold. Reached through the CPU backend's registry, so it works
+// with dynamically loaded backends too.
+void AttachThreadpool(ContextHandle & h, int32_t threads, int32_t poll) {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return;
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+    using NewFn = ggml_threadpool * (*)(ggml_threadpool_params *);
+    using FreeFn = void (*)(ggml_threadpool *);
+    auto newTp = reinterpret_cast<NewFn>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+    auto freeTp = reinterpret_cast<FreeFn>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    if (!newTp || !freeTp) return;
+    ggml_threadpool_params p = ggml_threadpool_params_default(threads);
+    p.poll = static_cast<uint32_t>(poll);
+    ggml_threadpool * tp = newTp(&p);
+    if (!tp) return;
+    h.threadpool = tp;
+    h.freeThreadpool = freeTp;
+    llama_attach_threadpool(h.ctx, tp, tp);
 }
 
 }  // namespace
@@ -94,6 +119,7 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     else throw Napi::TypeError::New(env, "kvType must be \"f16\" or \"f32\"");
     p.offload_kqv = BoolOption(o, "offloadKqv", true);
     p.no_perf = true;
+    const int64_t poll = IntOption(o, "poll", -1);  // -1: llama.cpp's own per-graph threads
 
     if (p.n_ctx < 16) throw Napi::RangeError::New(env, "nCtx must be at least 16");
     if (p.n_batch < 1 || p.n_ubatch < 1) throw Napi::RangeError::New(env, "nBatch and nUbatch must be positive");
@@ -115,6 +141,7 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
             h->nBatch = llama_n_batch(ctx);
             h->nSeqMax = llama_n_seq_max(ctx);
             llama_set_abort_callback(ctx, AbortCallback, h.get());
+            if (poll >= 0) AttachThreadpool(*h, p.n_threads, static_cast<int32_t>(poll));
             return h;
         },
         [](Napi::Env env, Result & h) -> Napi::Value {

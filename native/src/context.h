@@ -9,6 +9,8 @@ namespace tallrec {
 struct ContextHandle {
     std::shared_ptr<ModelHandle> model;
     llama_context * ctx = nullptr;
+    ggml_threadpool * threadpool = nullptr;  // CPU threads of this context (freed after ctx)
+    void (*freeThreadpool)(ggml_threadpool *) = nullptr;
     std::vector<std::shared_ptr<LoraHandle>> active;  // adapters currently set on ctx
     std::vector<float> activeScales;
     std::atomic<bool> busy{false};
@@ -17,6 +19,7 @@ struct ContextHandle {
     uint32_t nSeqMax = 0;
     ~ContextHandle() {
         if (ctx) llama_free(ctx);
+        if (threadpool && freeThreadpool) freeThreadpool(threadpool);
     }
 };
 
