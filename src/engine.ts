@@ -40,7 +40,7 @@ export interface EngineOptions {
   gpu?: GpuMode;
   /** Layers to offload on CUDA (default: all). */
   gpuLayers?: number;
-  /** CPU threads (default: available parallelism). */
+  /** CPU threads (default: $TALLREC_THREADS, else every core). */
   threads?: number;
   /** KV cells of the context: the most tokens resident at once (default 4096). */
   contextSize?: number;
@@ -162,6 +162,12 @@ function logLevelName(level: number): "debug" | "info" | "warn" | "error" {
   return level >= LogLevel.ERROR ? "error" : level === LogLevel.WARN ? "warn" : level === LogLevel.INFO ? "info" : "debug";
 }
 
+/** TALLREC_THREADS, else every core. */
+export function defaultThreads(): number {
+  const env = Number(process.env.TALLREC_THREADS);
+  return Number.isInteger(env) && env > 0 ? env : availableParallelism();
+}
+
 function positiveInt(name: string, v: unknown, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new TypeError(`${name} must be a positive integer, not ${JSON.stringify(v)}`);
@@ -202,7 +208,7 @@ export class Engine {
     const nBatch = positiveInt("batchSize", options.batchSize, nCtx);
     const nUbatch = positiveInt("ubatchSize", options.ubatchSize, Math.min(512, nBatch));
     const nSeqMax = positiveInt("sequences", options.sequences, Math.min(64, nBatch));
-    const threads = positiveInt("threads", options.threads, availableParallelism());
+    const threads = positiveInt("threads", options.threads, defaultThreads());
     if (options.roundTokens !== undefined) positiveInt("roundTokens", options.roundTokens, 0);
     const specs = options.adapters ?? [];
     if (!Array.isArray(specs)) throw new TypeError("adapters must be an array of { name, path, scale? }");

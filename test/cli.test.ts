@@ -23,7 +23,7 @@ interface Run {
 
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, "--threads", "2", ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -145,7 +145,7 @@ describe("tallrec batch", () => {
     expect((await run(args(whole))).code).toBe(0);
 
     const part = join(dir, `part-${kill}.csv`);
-    const child = spawn(process.execPath, [cli, "--threads", "2", ...args(part)], { stdio: "ignore" });
+    const child = spawn(process.execPath, [cli, ...args(part)], { stdio: "ignore" });
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     // wait for a few windows to be checkpointed, then interrupt
     const sidecar = `${part}.progress`;

@@ -25,7 +25,7 @@ it("reproduces engine.score bit for bit from a dumped plan", async () => {
   expect(dumped.prompts).toBe(40);
   expect(dumped.decodedTokens).toBeLessThan(dumped.promptTokens); // the template prefix is shared
   const values = join(dir, "values.bin");
-  const report = JSON.parse(execFileSync(harness, ["--model", m.tiny, "--lora", m.loraA, "--plan", plan, "--threads", "2", "--reps", "1", "--out", values], { encoding: "utf8" }));
+  const report = JSON.parse(execFileSync(harness, ["--model", m.tiny, "--lora", m.loraA, "--plan", plan, "--threads", process.env.TALLREC_THREADS ?? "1", "--reps", "1", "--out", values], { encoding: "utf8" }));
   expect(report.prompts).toBe(40);
   expect(report.decodedTokens).toBe(dumped.decodedTokens);
   const check = JSON.parse(node([join(repoRoot, "bench/gpu/check.mjs"), plan, values]).trim());

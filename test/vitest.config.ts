@@ -10,5 +10,8 @@ export default defineConfig({
     hookTimeout: 300_000,
     // Two cores: native tests load models and use threads; run files one at a time.
     fileParallelism: false,
+    // One llama.cpp thread per engine (and CLI child): with two, any other load on the machine
+    // makes their per-operation synchronisation 10-30x slower (seen on a shared 2-core VM).
+    env: { TALLREC_THREADS: process.env.TALLREC_THREADS ?? "1" },
   },
 });

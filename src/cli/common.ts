@@ -48,7 +48,7 @@ export function positiveIntArg(name: string) {
 /** Adds the global options to the program (they apply to every command). */
 export function addGlobalOptions(program: Command): Command {
   return program
-    .option("--threads <n>", "CPU threads (default: all cores)", positiveIntArg("--threads"))
+    .option("--threads <n>", "CPU threads (default: $TALLREC_THREADS, else all cores)", positiveIntArg("--threads"))
     .addOption(new Option("--gpu <mode>", "auto: CUDA when usable, else CPU; cuda; cpu").choices(["auto", "cuda", "cpu"]).default("auto"))
     .option("--ctx <n>", "KV cells of the context (most tokens resident at once)", positiveIntArg("--ctx"))
     .option("--batch <n>", "most tokens per llama_decode call", positiveIntArg("--batch"))
