@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import {
+  ChatRec,
   ChatRecError,
   emptyFilters,
   findTitle,
@@ -364,6 +365,52 @@ describe("evaluation protocol", () => {
     }
   });
 
+  it("re-ranks each model's own candidates: alpha 1 keeps the model's numbers, an oracle scorer lifts them", async () => {
+    const { train, test } = randomSplit(ml.interactions, { seed: 42 });
+    const histories = new HistoryIndex(train);
+    // the oracle knows each user's held-out items; it recognises the user by the history in the prompt
+    const byHistory = new Map<string, string>();
+    for (const u of train.users.ids()) {
+      const h = titledHistory(ml.items, histories.get(u));
+      byHistory.set(JSON.stringify([h.liked, h.disliked]), u);
+    }
+    const heldOut = new Map<string, Set<string>>();
+    for (let r = 0; r < test.length; r++) {
+      const u = test.users.id(test.userIdx[r]);
+      if (!heldOut.has(u)) heldOut.set(u, new Set());
+      heldOut.get(u)!.add(ml.items.title(test.items.id(test.itemIdx[r])));
+    }
+    let calls = 0;
+    const oracle = {
+      score: async (inputs: readonly unknown[]) => {
+        calls++;
+        return inputs.map((x) => {
+          const p = x as { liked: string[]; disliked: string[]; target: string };
+          const u = byHistory.get(JSON.stringify([p.liked, p.disliked]))!;
+          const pYes = heldOut.get(u)?.has(p.target) ? 0.9 : 0.1;
+          return { pYes, logitYes: Math.log(pYes), logitNo: Math.log(1 - pYes), tokens: 100 };
+        });
+      },
+    };
+    const opts = { models: ["popularity", "knn"] as ("popularity" | "knn")[], users: 200, ratings: false };
+    const lifted = await runRecsysEval(ml.interactions, { ...opts, rerank: { engine: oracle, catalog: ml.items, usersPerCall: 50 } });
+    expect(calls).toBe(4);
+    expect(lifted.rerank!.prompts).toBeGreaterThan(200 * 20);
+    for (const kind of ["popularity", "knn"]) {
+      const plain = lifted.ranking.find((r) => r.model === kind && !r.reranked)!;
+      const re = lifted.ranking.find((r) => r.model === kind && r.reranked)!;
+      expect(re.users).toBe(plain.users);
+      // moving held-out items of the top 20 to the front can only add hits at 5 and 10
+      expect(re.at[5].precision).toBeGreaterThan(plain.at[5].precision + 0.05);
+      expect(re.at[10].ndcg).toBeGreaterThan(plain.at[10].ndcg);
+    }
+    const kept = await runRecsysEval(ml.interactions, { ...opts, rerank: { engine: oracle, catalog: ml.items, alpha: 1 } });
+    for (const kind of ["popularity", "knn"]) {
+      const plain = kept.ranking.find((r) => r.model === kind && !r.reranked)!;
+      expect(kept.ranking.find((r) => r.model === kind && r.reranked)!.at).toEqual(plain.at);
+    }
+  });
+
   it("samples users reproducibly and rejects bad settings", async () => {
     const a = await runRecsysEval(ml.interactions, { models: ["popularity"], users: 50, ratings: false, seed: 7 });
     const b = await runRecsysEval(ml.interactions, { models: ["popularity"], users: 50, ratings: false, seed: 7 });
@@ -371,6 +418,47 @@ describe("evaluation protocol", () => {
     expect(a.ranking[0].at).toEqual(b.ranking[0].at);
     await expect(runRecsysEval(ml.interactions, { candidates: 5, ks: [10] })).rejects.toThrow(/candidates/);
     await expect(runRecsysEval(ml.interactions, { ks: [0] })).rejects.toThrow(/cut-offs/);
+  });
+});
+
+describe("the service without a model", () => {
+  /** A stand-in scorer: pYes from a hash of the target title; fails while `broken` is set. */
+  const fake = (state: { broken: boolean }) => ({
+    score: async (inputs: readonly unknown[]) => {
+      await new Promise((r) => setTimeout(r, 5));
+      if (state.broken) throw new Error("engine failure");
+      return inputs.map((x) => {
+        let h = 7;
+        for (const ch of (x as { target: string }).target) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+        const pYes = (h % 1000) / 1000;
+        return { pYes, logitYes: Math.log(pYes + 1e-9), logitNo: Math.log(1 - pYes + 1e-9), tokens: 1 };
+      });
+    },
+    generate: async () => {
+      throw new Error("explanations are off");
+    },
+  });
+
+  it("runs one session's turns in order, and a failed turn leaves the session as it was", async () => {
+    const state = { broken: false };
+    const knn = new ItemKnnRecommender().fit(ml.interactions);
+    const chat = new ChatRec({ engine: fake(state), interactions: ml.interactions, catalog: ml.items, recommender: knn, explain: false });
+    const { sessionId } = chat.startSession("42");
+    const first = await chat.turn(sessionId, "");
+    // sent together: the second reads the first's answer
+    const [a, b] = await Promise.all([chat.turn(sessionId, "not that one"), chat.turn(sessionId, "not that one")]);
+    expect(a.turn).toBe(2);
+    expect(b.turn).toBe(3);
+    expect(b.filters.excludeItems).toEqual([first.recommendations[0].item, a.recommendations[0].item]);
+    state.broken = true;
+    await expect(chat.turn(sessionId, "no comedy, something lighter, not the second")).rejects.toThrow(/engine failure/);
+    const after = chat.session(sessionId);
+    expect(after.turns).toBe(3);
+    expect(after.filters).toEqual(b.filters);
+    state.broken = false;
+    const c = await chat.turn(sessionId, "");
+    expect(c.turn).toBe(4);
+    expect(c.recommendations.map((x) => x.item)).toEqual(b.recommendations.map((x) => x.item));
   });
 });
 

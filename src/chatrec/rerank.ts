@@ -119,7 +119,7 @@ export function orderCandidates(
     llmScore: llm[i],
     score: byPYes ? c.pYes : alpha * zRec[i] + (1 - alpha) * zLlm[i] + hintWeight * (c.hint ?? 0),
   }));
-  rows.sort((a, b) => b.score - a.score || b.c.pYes - a.c.pYes || a.i - b.i);
+  rows.sort((a, b) => b.score - a.score || a.i - b.i);
   return rows.map((r, k) => ({ ...r.c, rank: k + 1, llmScore: r.llmScore, score: r.score }));
 }
 
