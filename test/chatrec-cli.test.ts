@@ -45,7 +45,7 @@ let dir: string;
 
 beforeAll(async () => {
   m = await testModels();
-  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu", threads: 2 });
+  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
   dir = mkdtempSync(join(tmpdir(), "tallrec-chatrec-"));
   writeFileSync(join(dir, "ratings.csv"), `user,item,rating,timestamp\n${ratings().map((r) => `${r.user},${r.item},${r.rating},${r.timestamp}`).join("\n")}\n`);
   writeFileSync(join(dir, "items.csv"), `item,title,genres\n${ITEMS.map(([id, t, g]) => `${id},"${t}",${g}`).join("\n")}\n`);
@@ -131,7 +131,7 @@ try {
 
 function cli(args: string[], stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, ["--input-type=module", "-e", RUNNER, "--", "--threads", "2", ...args], { cwd: repoRoot, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+    const child = execFile(process.execPath, ["--input-type=module", "-e", RUNNER, "--", ...args], { cwd: repoRoot, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
     child.stdin!.end(stdin);

@@ -85,7 +85,7 @@ function spy(e: Engine): ChatEngine & { prompts: ChatMessage[][] } {
 
 beforeAll(async () => {
   const m = await testModels();
-  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu", threads: 2 });
+  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
   ml = await loadMovieLens100k(join(dataDir, "ml-100k"));
   knn = new ItemKnnRecommender().fit(ml.interactions);
 });

@@ -35,7 +35,7 @@ async function makeApp(service: ChatRec): Promise<FastifyInstance> {
 
 beforeAll(async () => {
   const m = await testModels();
-  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu", threads: 2 });
+  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
   catalog = new ItemCatalog(TITLES.map((t, i) => {
     const [title, ...genres] = t.split("|");
     return { id: String(i + 1), title, genres, year: Number(/\((\d{4})\)/.exec(title)![1]) };
