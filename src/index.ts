@@ -25,3 +25,4 @@ export type { ScoringRule } from "./scoring.js";
 export type { Backend, GpuMode } from "./native.js";
 export { convertHfModel, convertPeftLora, mergeLora, quantizeModel, quantizationTypes, ConvertError } from "./convert/index.js";
 export type { ChatMessage, GenerateOptions, GenerateResult } from "./generation.js";
+export { ChatRec, createChatRec, ChatRecError } from "./chatrec/index.js";

@@ -6,10 +6,12 @@ import { Command, CommanderError } from "commander";
 
 import { addGlobalOptions, CliError, EXIT } from "./common.js";
 import { batchCommand } from "./commands/batch.js";
+import { chatCommand } from "./commands/chat.js";
 import { convertLoraCommand, convertModelCommand, mergeCommand, quantizeCommand } from "./commands/convert.js";
 import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { inspectCommand } from "./commands/inspect.js";
+import { recsysEvalCommand } from "./commands/recsys-eval.js";
 import { scoreCommand } from "./commands/score.js";
 import { serveCommand } from "./commands/serve.js";
 
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
     evalCommand(),
     inspectCommand(),
     serveCommand(),
+    chatCommand(),
+    recsysEvalCommand(),
     convertModelCommand(),
     convertLoraCommand(),
     mergeCommand(),

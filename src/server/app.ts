@@ -21,6 +21,7 @@ import { adapterRoutes } from "./routes/adapters.js";
 import { rankRoutes } from "./routes/rank.js";
 import { scoreRoutes } from "./routes/score.js";
 import { ServerState, type ServerEngine, type ServerLimits } from "./state.js";
+import { chatRoutes, type ChatService } from "../chatrec/http.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -63,6 +64,8 @@ export interface ServerOptions {
   closeEngine?: boolean;
   /** Include prom-client's process metrics in /metrics (default true). */
   processMetrics?: boolean;
+  /** A Chat-REC service: adds POST /v1/chat, GET and DELETE /v1/chat/:sessionId. */
+  chat?: ChatService;
 }
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -159,6 +162,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(scoreRoutes, { state: st });
   await app.register(rankRoutes, { state: st });
   await app.register(adapterRoutes, { state: st });
+  if (options.chat) await app.register(chatRoutes, { service: options.chat });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/docs", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/openapi.json"));
 

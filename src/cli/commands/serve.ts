@@ -9,8 +9,43 @@ import { dirname } from "node:path";
 
 import { Command, InvalidArgumentError, Option } from "commander";
 
+import { ChatRecError } from "../../chatrec/errors.js";
+import type { ChatService } from "../../chatrec/http.js";
+import { createChatRec } from "../../chatrec/setup.js";
+import type { Engine } from "../../engine.js";
 import { buildServer, engineLoaded } from "../../server/index.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
+
+/**
+ * The Chat-REC routes' service while the model loads: answers 503 until the real one is ready
+ * (built once the engine is loaded), then forwards to it.
+ */
+export class PendingChat implements ChatService {
+  private real: ChatService | null = null;
+  private failure: string | null = null;
+  ready(service: ChatService): void {
+    this.real = service;
+  }
+  fail(err: Error): void {
+    this.failure = err.message;
+  }
+  private get(): ChatService {
+    if (this.real) return this.real;
+    throw new ChatRecError("no_model", this.failure ? `Chat-REC could not start: ${this.failure}` : "Chat-REC is starting (the model is loading); try again shortly");
+  }
+  startSession(user: string | number) {
+    return this.get().startSession(user);
+  }
+  session(id: string) {
+    return this.get().session(id);
+  }
+  turn(id: string, message: string, options?: Parameters<ChatService["turn"]>[2]) {
+    return this.get().turn(id, message, options);
+  }
+  endSession(id: string) {
+    return this.get().endSession(id);
+  }
+}
 
 interface ServeOptions extends ModelOptions {
   host: string;
@@ -27,6 +62,8 @@ interface ServeOptions extends ModelOptions {
   bodyLimit: number;
   timeoutMs: number;
   logLevel: string;
+  chatData?: string;
+  chatRecommender: "popularity" | "knn" | "bpr" | "mf";
 }
 
 function portArg(v: string): number {
@@ -68,6 +105,8 @@ export function serveCommand(): Command {
     .option("--batch-wait-ms <ms>", "longest wait for concurrent requests to join a batch", nonNegativeIntArg("--batch-wait-ms"), 2)
     .option("--max-items <n>", "most items per /v1/score request (more: 413)", positiveIntArg("--max-items"), 256)
     .option("--body-limit <bytes>", "request body limit (more: 413)", positiveIntArg("--body-limit"), 2 * 1024 * 1024)
+    .option("--chat-data <dir>", "enable POST /v1/chat (Chat-REC) on interaction data: a MovieLens-100K folder (u.data, u.item)")
+    .addOption(new Option("--chat-recommender <kind>", "candidate generator for /v1/chat").choices(["popularity", "knn", "bpr", "mf"]).default("knn"))
     .option("--timeout-ms <ms>", "longest a request waits for its scores, queue included (then 503)", positiveIntArg("--timeout-ms"), 30_000)
     .addOption(new Option("--log-level <level>", "log level (JSON lines on stderr)").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"))
     .addHelpText(
@@ -85,7 +124,9 @@ Examples:
       if (!isLoopback(o.host) && !apiKey && !o.insecure) {
         throw new CliError(`refusing to bind ${o.host} without an API key: pass --api-key (or set TALLREC_API_KEY), or --insecure`, EXIT.USAGE);
       }
+      const chat = o.chatData ? new PendingChat() : undefined;
       const app = await buildServer({
+        chat,
         engineFactory: () => loadEngine(o, o, o.defaultAdapter !== undefined ? { defaultAdapter: o.defaultAdapter } : {}),
         modelName: model.split(/[\\/]/).pop()!.replace(/\.gguf$/i, ""),
         defaultAdapter: o.defaultAdapter,
@@ -129,10 +170,23 @@ Examples:
           throw new CliError(`cannot listen on ${o.host}:${o.port}: ${(err as Error).message}`);
         }
         let loadError: Error | null = null;
-        engineLoaded(app).catch((err: Error) => {
-          loadError = err;
-          shutdown();
-        });
+        engineLoaded(app).then(
+          async () => {
+            if (!chat) return;
+            try {
+              const engine = app.tallrec.engine as unknown as Engine;
+              chat.ready(await createChatRec({ engine, data: { ml100k: o.chatData! }, recommender: o.chatRecommender, log: (m) => app.log.info(m) }));
+              app.log.info("Chat-REC ready: POST /v1/chat");
+            } catch (err) {
+              chat.fail(err as Error);
+              app.log.error({ err }, "Chat-REC could not start");
+            }
+          },
+          (err: Error) => {
+            loadError = err;
+            shutdown();
+          },
+        );
         await done;
         if (loadError) throw new CliError(`cannot load the model: ${(loadError as Error).message}`);
       } finally {
