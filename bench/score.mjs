@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
     "no-llama-bench": { type: "boolean", default: false },
     data: { type: "string", default: join(root, "..", "shared", "data") },
     json: { type: "string" },
+    poll: { type: "string" },
   },
 });
 const nPrompts = Number(args.prompts);
@@ -58,7 +59,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function main() {
   const { model, lora } = await resolveModel(args.model);
   const rows = JSON.parse(readFileSync(join(args.data, "tallrec", "movie", "test.json"), "utf8")).slice(0, nPrompts);
-  const engine = await Engine.load({ model, adapters: lora ? [{ name: "tallrec", path: lora }] : [], gpu: "auto", threads });
+  const engine = await Engine.load({ model, adapters: lora ? [{ name: "tallrec", path: lora }] : [], gpu: "auto", threads, threadPoll: args.poll === undefined ? undefined : Number(args.poll) });
   const promptTokens = rows.reduce((s, r) => s + engine.tokenize(renderPrompt(r)).length, 0);
   const singleRows = rows.slice(0, Math.min(rows.length, Number(args["single-max"])));
   const singleTokens = singleRows.reduce((s, r) => s + engine.tokenize(renderPrompt(r)).length, 0);

@@ -66,8 +66,9 @@ export interface EngineOptions {
   /** Memory-map the model (default true). */
   useMmap?: boolean;
   /**
-   * How CPU threads wait for work between operations, 0 (sleep) to 100 (spin), on a threadpool kept
-   * for the context; default: llama.cpp's own (a threadpool per graph, polling 50).
+   * CPU threads: a threadpool is kept for the context, its threads waiting for work between
+   * operations by sleeping (0, default) up to spinning (100); -1 uses llama.cpp's own (a new
+   * threadpool per graph), which measured 2.7x slower per single-prompt call here.
    */
   threadPoll?: number;
   /** KV cells of the generation context, created on the first generate() (default 2048). */
@@ -181,6 +182,7 @@ export class Engine {
   private generation: { lock: Lock; context: Promise<NativeContext> } | null = null;
   private embedding: { lock: Lock; context: Promise<NativeContext> } | null = null;
   private generationContextSize = 2048;
+  private threadPoll = 0;
   private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
   private closed = false;
   private lastStats: ScoreStats | null = null;
@@ -210,6 +212,9 @@ export class Engine {
     const nSeqMax = positiveInt("sequences", options.sequences, Math.min(64, nBatch));
     const threads = positiveInt("threads", options.threads, defaultThreads());
     if (options.roundTokens !== undefined) positiveInt("roundTokens", options.roundTokens, 0);
+    if (options.threadPoll !== undefined && (!Number.isInteger(options.threadPoll) || options.threadPoll < -1 || options.threadPoll > 100)) {
+      throw new TypeError(`threadPoll must be an integer from -1 to 100, not ${JSON.stringify(options.threadPoll)}`);
+    }
     const specs = options.adapters ?? [];
     if (!Array.isArray(specs)) throw new TypeError("adapters must be an array of { name, path, scale? }");
     const names = new Set<string>();
@@ -251,7 +256,7 @@ export class Engine {
         threadsBatch: threads,
         flashAttn: options.flashAttention ? "on" : "off",
         kvType: options.kvType ?? "f16",
-        poll: options.threadPoll ?? -1,
+        poll: options.threadPoll ?? 0,
       });
       const answerTokens = {
         yes: resolveAnswerToken(model, options.answerTokens?.yes ?? "Yes", "yes"),
@@ -267,6 +272,7 @@ export class Engine {
         roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads, roundTokens);
       engine.generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
+      engine.threadPoll = options.threadPoll ?? 0;
       specs.forEach((a, i) => engine.adapters.set(a.name, { id: ++adapterIds, name: a.name, path: a.path, scale: a.scale ?? 1, native: loras[i], summary: adapterSummaries[i] }));
       return engine;
     } catch (err) {
@@ -517,7 +523,7 @@ export class Engine {
     options.signal?.throwIfAborted();
     this.generation ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: this.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.threads }),
+      context: this.binding.Context.create(this.native.model, { nCtx: this.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.threads, poll: this.threadPoll }),
     };
     const gen = this.generation;
     const context = await gen.context;
@@ -558,7 +564,7 @@ export class Engine {
     const tokenized = await this.native.model.tokenizeBatch([...texts], true, false);
     this.embedding ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.threads, embeddings: true }),
+      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.threads, embeddings: true, poll: this.threadPoll }),
     };
     const emb = this.embedding;
     const context = await emb.context;
