@@ -131,12 +131,12 @@ describe("planScoring", () => {
     const alone = check(prompts, { ...l, roundCells: 8 }, false, sim).plan;
     expect(alone.stats.decodedTokens).toBe(total);
     expect(alone.stats.reusedTokens).toBe(0);
-    // tiny test model: one prompt per round; LLaMA-7B: the whole context
-    expect(roundBudget({ nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 2, nFf: 172 }, 4096)).toBe(256);
-    expect(roundBudget({ nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 }, 4096)).toBe(4096);
-    const mid = roundBudget({ nEmbd: 1024, nLayer: 8, nHead: 16, nHeadKv: 4, nFf: 2816 }, 4096);
-    expect(mid).toBeGreaterThan(256);
-    expect(mid).toBeLessThan(4096);
+    // the floor for small models, more cells for wider ones, never more than the context
+    expect(roundBudget({ nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 2, nFf: 172 }, 4096)).toBe(512);
+    expect(roundBudget({ nEmbd: 1024, nLayer: 8, nHead: 16, nHeadKv: 4, nFf: 2816 }, 4096)).toBe(512);
+    const llama7b = roundBudget({ nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 }, 4096);
+    expect(llama7b).toBe(2560);
+    expect(roundBudget({ nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 }, 1024)).toBe(1024);
   });
 
   it("rejects prompts the context cannot hold", () => {
