@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ggml-cpu.h"
 #include "llama.h"
 #include "log.h"
 #include "scorer.h"
@@ -86,6 +87,9 @@ int main(int argc, char ** argv) {
     const int threads = std::atoi(Arg(argc, argv, "--threads", "0"));
     const int reps = std::max(1, std::atoi(Arg(argc, argv, "--reps", "3")));
     const char * outPath = Arg(argc, argv, "--out", nullptr);
+    const int poll = std::atoi(Arg(argc, argv, "--poll", "0"));  // -1: llama.cpp's per-graph threads
+    const int seqOverride = std::atoi(Arg(argc, argv, "--seq", "0"));
+    const int ctxOverride = std::atoi(Arg(argc, argv, "--ctx", "0"));
     try {
         tallrec::InstallLogCallback();
         ggml_backend_load_all();
@@ -100,13 +104,21 @@ int main(int argc, char ** argv) {
         cp.n_ctx = static_cast<uint32_t>(pf.nCtx);
         cp.n_batch = static_cast<uint32_t>(pf.nBatch);
         cp.n_ubatch = static_cast<uint32_t>(pf.nUbatch);
-        cp.n_seq_max = static_cast<uint32_t>(pf.nSeqMax);
+        cp.n_seq_max = static_cast<uint32_t>(seqOverride > 0 ? seqOverride : pf.nSeqMax);
+        if (ctxOverride > 0) cp.n_ctx = static_cast<uint32_t>(ctxOverride);
         cp.kv_unified = true;
         cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         cp.no_perf = true;
         if (threads > 0) cp.n_threads = cp.n_threads_batch = threads;
         llama_context * ctx = llama_init_from_model(model, cp);
         if (!ctx) throw tallrec::Failure("failed to create the context");
+        ggml_threadpool * tp = nullptr;
+        if (poll >= 0) {  // as the addon does (native/src/context.cpp)
+            ggml_threadpool_params tpp = ggml_threadpool_params_default(static_cast<int>(llama_n_threads(ctx)));
+            tpp.poll = static_cast<uint32_t>(poll);
+            tp = ggml_threadpool_new(&tpp);
+            llama_attach_threadpool(ctx, tp, tp);
+        }
         llama_adapter_lora * lora = nullptr;
         if (loraPath) {
             lora = llama_adapter_lora_init(model, loraPath);
@@ -138,6 +150,7 @@ int main(int argc, char ** argv) {
         }
         if (lora) llama_adapter_lora_free(lora);
         llama_free(ctx);
+        if (tp) ggml_threadpool_free(tp);
         llama_model_free(model);
         llama_backend_free();
     } catch (const std::exception & e) {
