@@ -132,7 +132,10 @@ async function llamaServer() {
       const res = await fetch(`${base}/completion`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: p.tokens, n_predict: 1, n_probs: nVocab, post_sampling_probs: false, cache_prompt: a.cache === "on", temperature: 0, samplers: [] }),
+        // n_probs = the vocabulary: otherwise both answer tokens rarely appear. The bias makes the one
+        // sampled token "Yes": left free, a random model's token can fail llama-server's output
+        // format check (HTTP 500); the returned probabilities are taken before sampling.
+        body: JSON.stringify({ prompt: p.tokens, n_predict: 1, n_probs: nVocab, post_sampling_probs: false, cache_prompt: a.cache === "on", temperature: 0, logit_bias: [[YES, 100]] }),
       });
       if (!res.ok) throw new Error(`llama-server: HTTP ${res.status}: ${await res.text()}`);
       const body = await res.json();
