@@ -10,15 +10,15 @@
 //   workload tallrec: TALLRec movie test prompts with a LoRA adapter
 //   workload rank:    one MovieLens-100K user's history with N candidate movies (Chat-REC's shape)
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 import { Engine, promptText, renderPrompt } from "../dist/index.js";
 import { loadMovieLens100k } from "../dist/recsys/index.js";
-import { ensureTestModels, generateLlamaModel, generateLora, LLAMA_PRESETS } from "../dist/synth/index.js";
 import { buildLlamaTools, bundleInfo } from "../native/llama.mjs";
+import { benchModel } from "./models.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: a } = parseArgs({
@@ -35,21 +35,6 @@ const { values: a } = parseArgs({
   },
 });
 
-async function resolveModel(name) {
-  const models = join(root, "models");
-  if (name === "tiny") {
-    const m = await ensureTestModels(models);
-    return { model: m.tiny, lora: m.loraA };
-  }
-  if (name === "bench") {
-    const model = join(models, "bench.gguf");
-    const lora = join(models, "bench-lora.gguf");
-    if (!existsSync(model)) await generateLlamaModel(model, "bench");
-    if (!existsSync(lora)) await generateLora(lora, LLAMA_PRESETS.bench, { r: 8, alpha: 16, targets: ["attn_q", "attn_v"], seed: 7 });
-    return { model, lora };
-  }
-  return { model: name, lora: undefined };
-}
 
 /** One ML-100K user (the first with enough history) and N unseen candidate movies. */
 async function rankPrompts(n) {
@@ -72,7 +57,7 @@ async function rankPrompts(n) {
 const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const { model, lora } = await resolveModel(a.model);
+  const { model, lora } = await benchModel(a.model, root);
   const threads = Number(a.threads);
   let texts;
   let label;

@@ -9,15 +9,15 @@
 // and runs llama.cpp's llama-bench (built from the same bundled source with the same options,
 // bench/setup.mjs) on the same model and threads for the prompt-processing limit (pp tokens/s).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
 import { Engine } from "../dist/index.js";
-import { ensureTestModels, generateLlamaModel, generateLora, LLAMA_PRESETS } from "../dist/synth/index.js";
 import { renderPrompt } from "../dist/prompt.js";
 import { buildLlamaTools, bundleInfo } from "../native/llama.mjs";
+import { benchModel } from "./models.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: args } = parseArgs({
@@ -38,27 +38,11 @@ const nPrompts = Number(args.prompts);
 const threads = Number(args.threads);
 const reps = Number(args.reps);
 
-/** The model (and a LoRA adapter for it): a preset generated into models/, or a path. */
-async function resolveModel(name) {
-  const models = join(root, "models");
-  if (name === "tiny") {
-    const m = await ensureTestModels(models);
-    return { model: m.tiny, lora: m.loraA };
-  }
-  if (name === "bench") {
-    const model = join(models, "bench.gguf");
-    const lora = join(models, "bench-lora.gguf");
-    if (!existsSync(model)) await generateLlamaModel(model, "bench");
-    if (!existsSync(lora)) await generateLora(lora, LLAMA_PRESETS.bench, { r: 8, alpha: 16, targets: ["attn_q", "attn_v"], seed: 7 });
-    return { model, lora };
-  }
-  return { model: name, lora: undefined };
-}
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const resolved = await resolveModel(args.model);
+  const resolved = await benchModel(args.model, root);
   const model = resolved.model;
   const lora = args["no-lora"] ? undefined : resolved.lora;
   const rows = JSON.parse(readFileSync(join(args.data, "tallrec", "movie", "test.json"), "utf8")).slice(0, nPrompts);
