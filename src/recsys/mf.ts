@@ -101,6 +101,17 @@ export interface BprOptions {
   seed?: number;
 }
 
+/** The SGD hyperparameters BPR and biased MF share, checked. */
+function checkSgdOptions(o: { factors: number; epochs: number; learningRate: number; regularization: number; biasRegularization: number; initStd: number; seed: number }): void {
+  checkPositiveInt("factors", o.factors);
+  checkPositiveInt("epochs", o.epochs);
+  checkNonNegative("learningRate", o.learningRate);
+  checkNonNegative("regularization", o.regularization);
+  checkNonNegative("biasRegularization", o.biasRegularization);
+  checkNonNegative("initStd", o.initStd);
+  checkNonNegative("seed", o.seed);
+}
+
 /**
  * BPR-MF: `score(u, i) = b_i + p_u · q_i`, trained by SGD on the BPR
  * criterion `ln σ(score(u, i) − score(u, j))` over triples of a training
@@ -130,13 +141,7 @@ export class BprRecommender extends BaseRecommender implements ItemSimilarity {
       initStd: options.initStd ?? 0.1,
       seed: options.seed ?? DEFAULT_SEED,
     };
-    checkPositiveInt("factors", o.factors);
-    checkPositiveInt("epochs", o.epochs);
-    checkNonNegative("learningRate", o.learningRate);
-    checkNonNegative("regularization", o.regularization);
-    checkNonNegative("biasRegularization", o.biasRegularization);
-    checkNonNegative("initStd", o.initStd);
-    checkNonNegative("seed", o.seed);
+    checkSgdOptions(o);
     this.options = Object.freeze(o);
   }
 
@@ -304,13 +309,7 @@ export class BiasedMfPredictor extends BaseRecommender implements RatingPredicto
       clip: options.clip ?? true,
       seed: options.seed ?? DEFAULT_SEED,
     };
-    checkPositiveInt("factors", o.factors);
-    checkPositiveInt("epochs", o.epochs);
-    checkNonNegative("learningRate", o.learningRate);
-    checkNonNegative("regularization", o.regularization);
-    checkNonNegative("biasRegularization", o.biasRegularization);
-    checkNonNegative("initStd", o.initStd);
-    checkNonNegative("seed", o.seed);
+    checkSgdOptions(o);
     this.options = Object.freeze(o);
   }
 
