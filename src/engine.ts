@@ -233,7 +233,7 @@ export class Engine {
     const loaded = loadBinding(gpu);
     const { binding } = loaded;
     const log = options.verbose;
-    if (log === true) binding.setLogger((level, text) => process.stderr.write(text), LogLevel.INFO);
+    if (log === true) binding.setLogger((_level, text) => process.stderr.write(text), LogLevel.INFO);
     else if (typeof log === "function") binding.setLogger((level, text) => log(logLevelName(level), text.trimEnd()), LogLevel.DEBUG);
     else binding.setLogger(null);
     // engine.info.fallbackReason tells callers; a log function also hears it when CUDA was asked for

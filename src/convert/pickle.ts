@@ -56,7 +56,6 @@ export interface UnpickleOptions {
   persistentLoad?: (pid: unknown) => unknown;
 }
 
-const MARK = Symbol("mark");
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
