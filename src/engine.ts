@@ -36,7 +36,7 @@ export interface EngineOptions {
   adapters?: AdapterSpec[];
   /** Adapter used when a call names none (default: the only adapter, when exactly one is loaded). */
   defaultAdapter?: string | null;
-  /** "auto" (default): CUDA when a usable GPU is found, else the CPU; "cuda": ask for CUDA (falls back to the CPU, with `info.fallbackReason` saying why); "cpu". */
+  /** "auto" (default): CUDA when a usable GPU is found, else the CPU (`info.fallbackReason` says why); "cuda": CUDA or a load error saying why it is not usable; "cpu". */
   gpu?: GpuMode;
   /** Layers to offload on CUDA (default: all). */
   gpuLayers?: number;
@@ -236,8 +236,6 @@ export class Engine {
     if (log === true) binding.setLogger((_level, text) => process.stderr.write(text), LogLevel.INFO);
     else if (typeof log === "function") binding.setLogger((level, text) => log(logLevelName(level), text.trimEnd()), LogLevel.DEBUG);
     else binding.setLogger(null);
-    // engine.info.fallbackReason tells callers; a log function also hears it when CUDA was asked for
-    if (loaded.fallbackReason && gpu === "cuda" && typeof log === "function") log("warn", `CUDA was asked for but is not available; ${loaded.fallbackReason}`);
 
     const model = await binding.Model.load(options.model, {
       gpuLayers: loaded.backend === "cuda" ? (options.gpuLayers ?? -1) : 0,

@@ -191,8 +191,10 @@ function nvidiaDriverPresent(): boolean {
 }
 
 /**
- * Loads the addon variant for `gpu`: "cuda" and "auto" try the CUDA variants first and fall back to
- * the CPU one with `fallbackReason` set (never throwing for a missing GPU); "cpu" loads the CPU one.
+ * Loads the addon variant for `gpu`: "auto" tries the CUDA variants first and falls back to the CPU
+ * one with `fallbackReason` set (never throwing for a missing GPU); "cuda" means CUDA or nothing: it
+ * throws, saying why, when no CUDA variant is usable (as node-llama-cpp and PyTorch do when a GPU
+ * that was asked for is missing); "cpu" loads the CPU one.
  */
 export function loadBinding(gpu: GpuMode = "auto"): LoadedBinding {
   const variants = readVariants();
@@ -213,6 +215,9 @@ export function loadBinding(gpu: GpuMode = "auto"): LoadedBinding {
         }
       }
     }
+  }
+  if (gpu === "cuda") {
+    throw new Error(`gpu "cuda" was asked for, but CUDA is not usable here: ${reasons.join("; ")} (gpu "auto" falls back to the CPU instead)`);
   }
   const cpu = variants.find((v) => v.backend === "cpu");
   if (!cpu) throw new Error("no CPU variant of the native addon was built: run npm install");

@@ -1,6 +1,6 @@
 /**
- * Backend choice and llama.cpp's log: CUDA when asked for and usable, otherwise the CPU with the
- * reason given (never a crash); llama.cpp is quiet unless asked to speak.
+ * Backend choice and llama.cpp's log: "auto" is CUDA when usable, otherwise the CPU with the reason
+ * given; "cuda" is CUDA or a load error naming the reason; llama.cpp is quiet unless asked to speak.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -15,10 +15,29 @@ import { testModels } from "./helpers/models.js";
 
 const gpuPresent = existsSync("/dev/nvidia0") && loadBinding("auto").backend === "cuda";
 
-it('gpu "cuda" and "auto" use CUDA when a GPU is usable, else fall back to the CPU saying why', async () => {
+it('gpu "cuda" uses CUDA when a GPU is usable and otherwise fails at load, saying why', async () => {
   const m = await testModels();
-  const warnings: string[] = [];
-  const engine = await Engine.load({ model: m.tiny, gpu: "cuda", verbose: (level, msg) => level === "warn" && warnings.push(msg) });
+  if (gpuPresent) {
+    const engine = await Engine.load({ model: m.tiny, gpu: "cuda" });
+    try {
+      expect(engine.info.backend).toBe("cuda");
+      expect(engine.info.fallbackReason).toBeUndefined();
+      const [r] = await engine.score([{ instruction: "Q", input: "A" }]);
+      expect(r.error).toBeUndefined();
+    } finally {
+      await engine.close();
+    }
+  } else {
+    // the reason names what is missing: no CUDA variant built, no driver, or no device found
+    await expect(Engine.load({ model: m.tiny, gpu: "cuda" })).rejects.toThrow(
+      /^gpu "cuda" was asked for, but CUDA is not usable here: .*(no CUDA variant of the addon was built|no NVIDIA driver found|found no CUDA device|cuda)/,
+    );
+  }
+});
+
+it('gpu "auto" uses CUDA when a GPU is usable, else the CPU with info.fallbackReason saying why', async () => {
+  const m = await testModels();
+  const engine = await Engine.load({ model: m.tiny, gpu: "auto" });
   try {
     const info = engine.info;
     const [r] = await engine.score([{ instruction: "Q", input: "A" }]);
@@ -29,7 +48,6 @@ it('gpu "cuda" and "auto" use CUDA when a GPU is usable, else fall back to the C
     } else {
       expect(info.backend).toBe("cpu");
       expect(info.fallbackReason).toMatch(/^using the CPU: .+/);
-      expect(warnings.some((w) => /CUDA was asked for but is not available/.test(w))).toBe(true);
     }
   } finally {
     await engine.close();
@@ -38,6 +56,19 @@ it('gpu "cuda" and "auto" use CUDA when a GPU is usable, else fall back to the C
   expect(cpu.info.backend).toBe("cpu");
   expect(cpu.info.fallbackReason).toBeUndefined();
   await cpu.close();
+});
+
+it.skipIf(gpuPresent)("the CLI's --gpu cuda exits 1 with the reason when CUDA is not usable; --gpu auto runs on the CPU", async () => {
+  const m = await testModels();
+  const cli = join(repoRoot, "dist", "cli", "main.js");
+  const args = ["score", "-m", m.tiny, "--liked", "Heat (1995)", "--target", "Casino (1995)", "--json"];
+  const cuda = spawnSync(process.execPath, [cli, "--gpu", "cuda", ...args], { encoding: "utf8" });
+  expect(cuda.status, cuda.stderr).toBe(1);
+  expect(cuda.stdout).toBe("");
+  expect(cuda.stderr).toMatch(/^tallrec: gpu "cuda" was asked for, but CUDA is not usable here: .+/);
+  const auto = spawnSync(process.execPath, [cli, "--gpu", "auto", ...args], { encoding: "utf8" });
+  expect(auto.status, auto.stderr).toBe(0);
+  expect(JSON.parse(auto.stdout)).toMatchObject({ pYes: expect.any(Number) });
 });
 
 it("llama.cpp is silent by default and speaks through the verbose callback", async () => {

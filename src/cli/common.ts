@@ -122,7 +122,8 @@ export async function loadEngine(g: GlobalOptions, m: ModelOptions, extra: Parti
     ...extra,
   });
   const info = engine.info;
-  if (info.fallbackReason && (g.gpu === "cuda" || g.verbose)) log(`note: ${info.fallbackReason}`);
+  // --gpu cuda fails at load when CUDA is not usable; with auto, --verbose says why the CPU is used
+  if (info.fallbackReason && g.verbose) log(`note: ${info.fallbackReason}`);
   return engine;
 }
 
