@@ -20,3 +20,4 @@ export * from "./knn.js";
 export * from "./mf.js";
 export * from "./metrics.js";
 export * from "./load.js";
+export * from "./synthetic-movielens.js";
