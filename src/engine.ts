@@ -16,7 +16,7 @@ import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMe
 import { planScoring, roundBudget, type Plan } from "./plan.js";
 import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
-import { checkAdapterFile, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
+import { checkAdapterFile, checkLoraScale, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
 
 export interface AdapterSpec {
   /** The name calls select it by. */
@@ -223,7 +223,7 @@ export class Engine {
         throw new TypeError(`adapters[${i}] must be { name, path, scale? } with non-empty strings`);
       }
       if (names.has(a.name)) throw new TypeError(`adapter name ${JSON.stringify(a.name)} is used twice`);
-      if (a.scale !== undefined && !Number.isFinite(a.scale)) throw new TypeError(`adapters[${i}].scale must be a finite number`);
+      if (a.scale !== undefined) checkLoraScale(a.scale, `adapters[${i}].scale`);
       names.add(a.name);
     }
 
@@ -325,6 +325,7 @@ export class Engine {
     this.assertOpen();
     if (!spec || typeof spec.name !== "string" || !spec.name || typeof spec.path !== "string") throw new TypeError("loadAdapter needs { name, path, scale? }");
     if (this.adapters.has(spec.name)) throw new Error(`an adapter named ${JSON.stringify(spec.name)} is already loaded`);
+    if (spec.scale !== undefined) checkLoraScale(spec.scale, "scale");
     const summary = checkAdapterFile(spec.path, this.modelSummary);
     const native = await this.binding.Lora.load(this.native.model, spec.path);
     this.adapters.set(spec.name, { id: ++adapterIds, name: spec.name, path: spec.path, scale: spec.scale ?? 1, native, summary });
@@ -349,7 +350,7 @@ export class Engine {
     const pick = (name: string, scale?: number) => {
       const a = this.adapters.get(name);
       if (!a) throw new Error(`unknown adapter ${JSON.stringify(name)} (loaded: ${this.adapterNames().map((n) => JSON.stringify(n)).join(", ") || "none"})`);
-      if (scale !== undefined && !Number.isFinite(scale)) throw new TypeError(`adapter scale for ${name} must be finite`);
+      if (scale !== undefined) checkLoraScale(scale, `adapter scale for ${name}`);
       return { a, scale: scale ?? a.scale };
     };
     let chosen: Array<{ a: LoadedAdapter; scale: number }>;
@@ -489,7 +490,13 @@ export class Engine {
       const logitYes = out.values[slot * 2];
       const logitNo = out.values[slot * 2 + 1];
       const lse = out.lse ? out.lse[slot] : undefined;
-      const r: Score = { pYes: probabilityYes(rule, logitYes, logitNo, lse), logitYes, logitNo, tokens: tokens[idx]!.length };
+      const pYes = probabilityYes(rule, logitYes, logitNo, lse);
+      if (!Number.isFinite(logitYes) || !Number.isFinite(logitNo) || !Number.isFinite(pYes) || (lse !== undefined && !Number.isFinite(lse))) {
+        // an overflow in the model or an adapter: an error, never a null score
+        results[idx] = { error: `the model computed non-finite logits (yes ${logitYes}, no ${logitNo}${lse !== undefined ? `, log-sum-exp ${lse}` : ""}): the weights or the adapter scale overflow`, tokens: tokens[idx]!.length };
+        return;
+      }
+      const r: Score = { pYes, logitYes, logitNo, tokens: tokens[idx]!.length };
       if (lse !== undefined) r.logSumExp = lse;
       results[idx] = r;
     });

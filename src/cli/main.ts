@@ -14,6 +14,7 @@ import { inspectCommand } from "./commands/inspect.js";
 import { recsysEvalCommand } from "./commands/recsys-eval.js";
 import { scoreCommand } from "./commands/score.js";
 import { serveCommand } from "./commands/serve.js";
+import { printableText } from "../printable.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -51,10 +52,11 @@ async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
     if (err instanceof CliError) {
-      process.stderr.write(`tallrec: ${err.message}\n`);
+      process.stderr.write(`tallrec: ${printableText(err.message)}\n`);
       return err.exitCode;
     }
-    process.stderr.write(`tallrec: ${(err as Error).message ?? String(err)}\n`);
+    // messages can quote names from files: never let their control characters reach the terminal
+    process.stderr.write(`tallrec: ${printableText((err as Error).message ?? String(err))}\n`);
     if (process.env.TALLREC_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     return EXIT.FAILURE;
   }

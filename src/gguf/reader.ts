@@ -9,6 +9,7 @@
  * the problem instead of crashing or exhausting memory.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { printable } from "../printable.js";
 import { bf16BitsToNumber, dequantizeQ8_0, f16ToF32Table, Q8_0_BLOCK } from "./float.js";
 import {
   GGML_MAX_DIMS,
@@ -244,31 +245,32 @@ function readValue(r: HeaderReader, type: number): GgufValue {
 function checkedTensorInfo(r: HeaderReader, index: number): Omit<GgufTensorInfo, "offset"> {
   r.context = `name of tensor #${index}`;
   const name = r.string();
-  r.context = `tensor ${JSON.stringify(name)}`;
+  const shown = printable(name);
+  r.context = `tensor ${JSON.stringify(shown)}`;
   const nDims = r.u32();
-  if (nDims > GGML_MAX_DIMS) r.fail(`tensor ${name} has ${nDims} dimensions (at most ${GGML_MAX_DIMS})`);
+  if (nDims > GGML_MAX_DIMS) r.fail(`tensor ${shown} has ${nDims} dimensions (at most ${GGML_MAX_DIMS})`);
   const dims: number[] = [];
   let nElements = 1;
   for (let d = 0; d < nDims; d++) {
     const ne = r.i64();
-    if (ne < 0n) r.fail(`tensor ${name} has negative dimension ${d}: ${ne}`);
-    if (ne > BigInt(Number.MAX_SAFE_INTEGER)) r.fail(`tensor ${name} dimension ${d} is absurdly large: ${ne}`);
+    if (ne < 0n) r.fail(`tensor ${shown} has negative dimension ${d}: ${ne}`);
+    if (ne > BigInt(Number.MAX_SAFE_INTEGER)) r.fail(`tensor ${shown} dimension ${d} is absurdly large: ${ne}`);
     dims.push(Number(ne));
     nElements *= Number(ne);
   }
-  if (!Number.isSafeInteger(nElements)) r.fail(`tensor ${name} has too many elements: ${dims.join(" x ")}`);
+  if (!Number.isSafeInteger(nElements)) r.fail(`tensor ${shown} has too many elements: ${dims.join(" x ")}`);
   const type = r.u32();
   const traits = ggmlTypeTraits(type);
-  if (!traits) r.fail(`tensor ${name} has invalid ggml type ${type}`);
+  if (!traits) r.fail(`tensor ${shown} has invalid ggml type ${type}`);
   const ne0 = dims.length > 0 ? dims[0] : 1;
   if (ne0 % traits.blockSize !== 0) {
-    r.fail(`tensor ${name} of type ${traits.name} has rows of ${ne0} elements, not a multiple of the block size ${traits.blockSize}`);
+    r.fail(`tensor ${shown} of type ${traits.name} has rows of ${ne0} elements, not a multiple of the block size ${traits.blockSize}`);
   }
   const byteSize = (nElements / traits.blockSize) * traits.typeSize;
-  if (!Number.isSafeInteger(byteSize)) r.fail(`tensor ${name} is absurdly large: ${dims.join(" x ")} ${traits.name}`);
+  if (!Number.isSafeInteger(byteSize)) r.fail(`tensor ${shown} is absurdly large: ${dims.join(" x ")} ${traits.name}`);
   const rel = r.u64();
   if (rel > BigInt(r.fileSize)) {
-    r.fail(`tensor ${name} has data offset ${rel}, beyond the end of the file (${r.fileSize} bytes)`);
+    r.fail(`tensor ${shown} has data offset ${rel}, beyond the end of the file (${r.fileSize} bytes)`);
   }
   return { name, dims, type, typeName: traits.name, nElements, relativeOffset: Number(rel), byteSize };
 }
@@ -300,11 +302,11 @@ function parse(fd: number, path: string): GgufFile {
     r.context = `metadata key #${i}`;
     const key = r.string();
     if (key.length === 0) r.fail(`metadata key #${i} is empty`);
-    if (metadata.has(key)) r.fail(`duplicate metadata key ${JSON.stringify(key)}`);
-    r.context = `type of metadata ${JSON.stringify(key)}`;
+    if (metadata.has(key)) r.fail(`duplicate metadata key ${JSON.stringify(printable(key))}`);
+    r.context = `type of metadata ${JSON.stringify(printable(key))}`;
     const type = r.u32();
-    if (type > GgufValueType.FLOAT64) r.fail(`metadata ${JSON.stringify(key)} has invalid value type ${type}`);
-    r.context = `metadata ${JSON.stringify(key)}`;
+    if (type > GgufValueType.FLOAT64) r.fail(`metadata ${JSON.stringify(printable(key))} has invalid value type ${type}`);
+    r.context = `metadata ${JSON.stringify(printable(key))}`;
     metadata.set(key, readValue(r, type));
   }
 
@@ -323,7 +325,7 @@ function parse(fd: number, path: string): GgufFile {
   const seen = new Set<string>();
   for (let i = 0; i < nTensors; i++) {
     const info = checkedTensorInfo(r, i);
-    if (seen.has(info.name)) r.fail(`duplicate tensor name ${JSON.stringify(info.name)}`);
+    if (seen.has(info.name)) r.fail(`duplicate tensor name ${JSON.stringify(printable(info.name))}`);
     seen.add(info.name);
     infos.push(info);
   }
@@ -336,12 +338,12 @@ function parse(fd: number, path: string): GgufFile {
   const tensorsByName = new Map<string, GgufTensorInfo>();
   for (const info of infos) {
     if (info.relativeOffset % alignment !== 0) {
-      r.fail(`tensor ${info.name} has data offset ${info.relativeOffset}, not a multiple of the alignment ${alignment}`);
+      r.fail(`tensor ${printable(info.name)} has data offset ${info.relativeOffset}, not a multiple of the alignment ${alignment}`);
     }
     const offset = dataOffset + info.relativeOffset;
     const end = offset + info.byteSize;
     if (end > fileSize) {
-      r.fail(`truncated: tensor ${info.name} ends at byte ${end} but the file has ${fileSize} bytes`);
+      r.fail(`truncated: tensor ${printable(info.name)} ends at byte ${end} but the file has ${fileSize} bytes`);
     }
     const t: GgufTensorInfo = { ...info, offset };
     tensors.push(t);
@@ -384,7 +386,7 @@ export async function openGguf(path: string): Promise<GgufFile> {
 /** The info of tensor `name`, or a {@link GgufError} naming the file when it is absent. */
 export function getTensorInfo(file: GgufFile, name: string): GgufTensorInfo {
   const t = file.tensorsByName.get(name);
-  if (!t) throw new GgufError(file.path, `no tensor named ${JSON.stringify(name)}`);
+  if (!t) throw new GgufError(file.path, `no tensor named ${JSON.stringify(printable(name))}`);
   return t;
 }
 
@@ -409,7 +411,7 @@ export function readTensorBytes(file: GgufFile, name: string): Uint8Array {
       if (n === 0) {
         throw new GgufError(
           file.path,
-          `truncated: tensor ${name} ends at byte ${t.offset + t.byteSize} but the file ended at byte ${t.offset + got}`,
+          `truncated: tensor ${printable(name)} ends at byte ${t.offset + t.byteSize} but the file ended at byte ${t.offset + got}`,
         );
       }
       got += n;
@@ -431,7 +433,7 @@ function dequantize<T extends Float32Array | Float64Array>(file: GgufFile, name:
     default:
       throw new GgufError(
         file.path,
-        `tensor ${name} has type ${ggmlTypeName(t.type)}; only F32, F16, BF16 and Q8_0 can be dequantized`,
+        `tensor ${printable(name)} has type ${ggmlTypeName(t.type)}; only F32, F16, BF16 and Q8_0 can be dequantized`,
       );
   }
   const bytes = readTensorBytes(file, name);

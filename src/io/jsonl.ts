@@ -55,6 +55,26 @@ export interface JsonlReadOptions {
   chunkBytes?: number;
 }
 
+/**
+ * Deepest nesting of objects and arrays a row may have. Deeper values are rows in error: writing
+ * them back (JSON.stringify is recursive) would overflow the stack, and no prompt field nests.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** True when `value` nests objects/arrays more than `max` levels deep (measured without recursion). */
+export function jsonDepthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
 /** Describes a JSON value's kind for error messages. */
 export function jsonKind(v: unknown): string {
   if (v === null) return "null";
@@ -122,6 +142,8 @@ export class JsonlParser {
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
       rec.error = `line ${line.lineNo}: expected a JSON object, found ${jsonKind(value)}`;
       rec.raw = text;
+    } else if (jsonDepthExceeds(value, MAX_JSON_DEPTH)) {
+      rec.error = `line ${line.lineNo}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
     } else {
       rec.value = value as Record<string, unknown>;
     }

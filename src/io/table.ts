@@ -32,7 +32,7 @@ import { stat } from "node:fs/promises";
 import { extname } from "node:path";
 import { CsvReader, csvRecordToObject, type CsvRecord } from "./csv.js";
 import { decodeText } from "./encoding.js";
-import { JsonlReader, jsonKind } from "./jsonl.js";
+import { jsonDepthExceeds, JsonlReader, jsonKind, MAX_JSON_DEPTH } from "./jsonl.js";
 import { byteChunks, DEFAULT_MAX_RECORD_BYTES } from "./lines.js";
 
 export type RowFormat = "csv" | "jsonl" | "json";
@@ -355,6 +355,8 @@ function jsonElementRow(bytes: Buffer, index: number, line: number): Row {
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     row.error = `${at}: expected a JSON object, found ${jsonKind(value)}`;
+  } else if (jsonDepthExceeds(value, MAX_JSON_DEPTH)) {
+    row.error = `${at}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
   } else {
     row.values = value as Record<string, unknown>;
   }

@@ -13,6 +13,7 @@ import { readFileSync } from "node:fs";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from "fastify";
 
+import { printable } from "../printable.js";
 import { authPlugin } from "./auth.js";
 import { formatSchemaErrors, HttpError, type SchemaError } from "./errors.js";
 import { healthRoutes } from "./health.js";
@@ -119,7 +120,16 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     requestTimeout: 30_000,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true, allowUnionTypes: true } },
     schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors as unknown as SchemaError[], dataVar)),
+    // errors the router answers itself (a malformed URL, a path parameter over 100 characters) get the same shape as every other error
+    frameworkErrors: (err, _request, reply) => {
+      const status = typeof (err as FastifyError).statusCode === "number" ? (err as FastifyError).statusCode! : 400;
+      const message = (err as FastifyError).code === "FST_ERR_MAX_PARAM_LENGTH" ? "a path parameter is longer than 100 characters" : "the URL is malformed";
+      void (reply as unknown as { code(n: number): { send(b: unknown): unknown } }).code(status).send(new HttpError(status, message, (err as FastifyError).code ?? "TALLREC_BAD_URL").body());
+    },
   });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(new HttpError(404, `no route ${request.method} ${printable(request.url.split("?")[0], 200)}`, "TALLREC_NOT_FOUND").body()),
+  );
   app.decorate("tallrec", st);
 
   app.addHook("onSend", async (request, reply) => {

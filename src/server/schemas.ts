@@ -11,6 +11,7 @@
  * no items, too many items) fails the whole request with 400/413; an item error becomes that
  * item's `{ id, error }` in the results and the other items are scored.
  */
+import { MAX_LORA_SCALE } from "../gguf/checks.js";
 import { SCORING_RULES } from "../scoring.js";
 
 /** Deep-readonly JSON schema objects (plain data). */
@@ -267,7 +268,7 @@ export const ADAPTER_LOAD_BODY = {
   properties: {
     name: ADAPTER_NAME_SCHEMA,
     path: { type: "string", minLength: 1, description: "a GGUF LoRA adapter, relative to the server's models folder" },
-    scale: { type: "number", description: "default scale (1 = as trained)" },
+    scale: { type: "number", minimum: -MAX_LORA_SCALE, maximum: MAX_LORA_SCALE, description: `default scale (1 = as trained), within ±${MAX_LORA_SCALE}` },
   },
 } as const;
 

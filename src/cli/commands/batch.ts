@@ -2,12 +2,11 @@
  * `tallrec batch`: score a CSV/JSONL/JSON file of user–item rows into a CSV/JSONL file, streaming
  * (constant memory), in input order, every row accounted for, resumable after an interruption.
  */
-import { basename } from "node:path";
-
 import { Command, Option } from "commander";
 
 import type { Engine, ScoreInput, ScoreResult } from "../../engine.js";
 import { formatCsvRow, formatJsonlRow, openResumableOutput, openRows, TextWriter, type Row, type RowFormat } from "../../io/index.js";
+import { sameFileAs } from "../../io/same-file.js";
 import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, loraSpecs, makeLog, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
@@ -39,8 +38,21 @@ function cell(v: unknown): string | number | null {
   return JSON.stringify(v);
 }
 
-/** Formats one output row: the input's columns, then p_yes, logit_yes, logit_no, error. */
+/**
+ * Formats one output row: the input's columns, then p_yes, logit_yes, logit_no, error. A row whose
+ * values cannot be written back (JSON nested too deep to serialize) keeps its place as an error row
+ * with empty columns: the run goes on and --resume passes it.
+ */
 function formatRow(format: OutFormat, columns: readonly string[], row: Row, result: ScoreResult): string {
+  try {
+    return formatRowValues(format, columns, row, result);
+  } catch (err) {
+    const error = `line ${row.line}: the row cannot be written back (${(err as Error).message})`;
+    return formatRowValues(format, columns, { ...row, values: Object.fromEntries(columns.map((c) => [c, null])) }, { error });
+  }
+}
+
+function formatRowValues(format: OutFormat, columns: readonly string[], row: Row, result: ScoreResult): string {
   const ok = result.error === undefined;
   if (format === "jsonl") {
     return formatJsonlRow({
@@ -115,7 +127,8 @@ Examples:
       const log = makeLog(o);
       const format = outputFormat(o.out, o.outFormat);
       if (o.resume && o.out === "-") throw new CliError("--resume needs an output file, not stdout", EXIT.USAGE);
-      if (o.out !== "-" && input !== "-" && basename(o.out) === basename(input) && o.out === input) throw new CliError("the output would overwrite the input", EXIT.USAGE);
+      // the same file under another name (./x, a symbolic or hard link) too: checked before anything is opened
+      if (o.out !== "-" && input !== "-" && sameFileAs(o.out, [input])) throw new CliError(`the output ${o.out} is the input file ${input}: writing it would destroy the input`, EXIT.USAGE);
 
       const source = await openRows(input, { format: o.format });
       const columns = await source.columns();

@@ -11,7 +11,14 @@ import { mergeLora, type MergeOutType } from "../../convert/merge.js";
 import { convertHfModel, type ModelOutType } from "../../convert/model.js";
 import { quantizeModel } from "../../convert/quantize.js";
 import { GgufError } from "../../gguf/types.js";
+import { sameFileAs } from "../../io/same-file.js";
 import { allOptions, CliError, EXIT, makeLog, parseLoraSpec } from "../common.js";
+
+/** Refuses an output that is one of the inputs (same file by identity: links and other spellings too). */
+function refuseOverwrite(output: string, inputs: readonly string[]): void {
+  const hit = sameFileAs(output, inputs);
+  if (hit !== undefined) throw new CliError(`the output ${output} is the input file ${hit}: writing it would destroy the input`, EXIT.USAGE);
+}
 
 /** Runs a conversion, turning file problems into one-line CLI errors. */
 async function run<T>(fn: () => Promise<T>): Promise<T> {
@@ -58,6 +65,7 @@ Example:
       const o = allOptions<ConvertLoraCliOptions>(command);
       const base = o.model ?? process.env.TALLREC_MODEL;
       if (!base) throw new CliError("no base model: pass --model BASE.gguf or set TALLREC_MODEL", EXIT.USAGE);
+      refuseOverwrite(o.output, [dir, base]);
       const log = makeLog(o);
       const r = await run(() => convertPeftLora(dir, o.output, { base, outtype: o.outtype, name: o.name, log }));
       print(
@@ -92,6 +100,7 @@ Example:
     )
     .action(async (dir: string, _o, command: Command) => {
       const o = allOptions<ConvertModelCliOptions>(command);
+      refuseOverwrite(o.output, [dir]);
       const log = makeLog(o);
       const r = await run(() => convertHfModel(dir, o.output, { outtype: o.outtype, name: o.name, log }));
       print(o.json, { ...r }, `${r.path}: ${r.tensors} tensors, ${(r.parameters / 1e6).toFixed(1)}M parameters, ${r.outtype.toUpperCase()}, vocabulary from ${r.tokenizer}`);
@@ -134,6 +143,7 @@ Example:
         const spec = parseLoraSpec(s);
         return { path: spec.path, scale: spec.scale };
       });
+      refuseOverwrite(o.output, [base, ...adapters.map((a) => a.path)]);
       const log = makeLog(o);
       const r = await run(() => mergeLora(base, adapters, o.output, { outtype: o.outtype, log }));
       print(o.json, { ...r }, `${r.path}: merged ${adapters.length} adapter(s) into ${r.merged.length} tensors (${Object.entries(r.types).map(([k, v]) => `${v} ${k}`).join(", ")})`);
@@ -155,6 +165,7 @@ export function quantizeCommand(): Command {
     .option("--json", "print a JSON summary")
     .action(async (input: string, output: string, type: string, _o, command: Command) => {
       const o = allOptions<QuantizeCliOptions>(command);
+      refuseOverwrite(output, [input]);
       const r = await run(() => quantizeModel(input, output, type, { threads: o.threads }));
       print(o.json, { ...r }, `${r.path}: ${r.type}, ${(r.outputBytes / 1e6).toFixed(1)} MB (from ${(r.inputBytes / 1e6).toFixed(1)} MB)`);
     });

@@ -8,6 +8,7 @@ import { probabilityYes, SCORING_RULES, type ScoringRule } from "../../scoring.j
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, positiveIntArg, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
 import { DEFAULT_COLUMNS, parseLabel, promptReader, type ColumnOptions } from "../rows.js";
+import { sameFileAs } from "../../io/same-file.js";
 
 interface EvalOptions extends ModelOptions, Partial<ColumnOptions> {
   format?: RowFormat;
@@ -147,6 +148,7 @@ Both rules come from one scoring pass: "softmax" (over the two answer logits) an
     )
     .action(async (data: string, _o, command: Command) => {
       const o = allOptions<EvalOptions>(command);
+      if (o.out && o.out !== "-" && sameFileAs(o.out, [data])) throw new CliError(`the output ${o.out} is the input file ${data}: writing it would destroy the input`, EXIT.USAGE);
       const log = makeLog(o);
       const { examples: all, bad } = await readExamples(data, o, log);
       let examples = o.shuffle ? shuffleInPlace(all, o.seed) : all;

@@ -3,8 +3,9 @@ import { Command } from "commander";
 
 import { getMetadataNumber, getMetadataString, openGgufSync, type GgufFile } from "../../gguf/index.js";
 import { loadBinding } from "../../native.js";
+import { printable } from "../../printable.js";
 import { RESPONSE_MARKER } from "../../prompt.js";
-import { checkAdapterFile, checkModelFile } from "../../validate.js";
+import { checkAdapterContent, checkAdapterFile, checkModelFile } from "../../validate.js";
 import { allOptions, CliError, EXIT } from "../common.js";
 
 interface InspectOptions {
@@ -75,6 +76,13 @@ export function inspectCommand(): Command {
           bytes,
           types,
         };
+        // the adapter on its own: what llama.cpp would choke on (metadata types, tensor types, alpha, non-finite weights)
+        try {
+          checkAdapterContent(file);
+          out.valid = { ok: true };
+        } catch (err) {
+          out.valid = { ok: false, reason: (err as Error).message };
+        }
         if (o.model) {
           try {
             checkAdapterFile(file, checkModelFile(o.model));
@@ -104,15 +112,22 @@ export function inspectCommand(): Command {
           vocabulary: { model: getMetadataString(f, "tokenizer.ggml.model", "none"), size: tokens && Array.isArray(tokens.value) ? tokens.value.length : 0 },
         };
         if (tokens) {
-          checkModelFile(file);
-          out.answerTokens = await answerTokens(file);
+          // llama.cpp loads the vocabulary only after tallrec's checks pass (some bad files abort it)
+          try {
+            checkModelFile(file);
+            out.valid = { ok: true };
+          } catch (err) {
+            out.valid = { ok: false, reason: (err as Error).message };
+          }
+          if ((out.valid as { ok: boolean }).ok) out.answerTokens = await answerTokens(file);
         }
       }
       if (o.json) {
         process.stdout.write(JSON.stringify(out, null, 2) + "\n");
       } else {
-        for (const [k, v] of Object.entries(out)) process.stdout.write(`${k.padEnd(14)} ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}\n`);
+        for (const [k, v] of Object.entries(out)) process.stdout.write(`${k.padEnd(14)} ${typeof v === "object" && v !== null ? printable(JSON.stringify(v), Number.MAX_SAFE_INTEGER) : printable(String(v), Number.MAX_SAFE_INTEGER)}\n`);
       }
       if (out.fits && !(out.fits as { ok: boolean }).ok) process.exitCode = EXIT.FAILURE;
+      if (out.valid && !(out.valid as { ok: boolean }).ok) process.exitCode = EXIT.FAILURE;
     });
 }

@@ -53,7 +53,8 @@ Examples:
       const engine = await loadEngine(o, o);
       try {
         const [r] = await engine.score([input], { adapter: o.adapter, scoring: o.scoring });
-        if (r.error !== undefined) throw new CliError(r.error);
+        // the pair could not be scored (too long, or non-finite logits): the run finished, the row failed
+        if (r.error !== undefined) throw new CliError(r.error, EXIT.PARTIAL);
         if (o.json) {
           process.stdout.write(
             JSON.stringify({ pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, scoring: o.scoring, adapter: o.adapter ?? engine.adapterNames()[0] ?? null }) + "\n",
