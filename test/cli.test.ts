@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { parseCsv } from "../src/io/index.js";
 import { Engine, type Score } from "../src/engine.js";
-import { repoRoot, tallrecRows } from "./helpers/data.js";
+import { repoRoot, sampleFile, sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 
 const cli = join(repoRoot, "dist", "cli", "main.js");
@@ -56,7 +56,7 @@ describe("tallrec score", () => {
   });
 
   it("scores a TALLRec row given as --instruction/--input like the library does", async () => {
-    const row = tallrecRows("movie", "test")[2];
+    const row = sampleRows("movie")[2];
     const out = await run(["score", "-m", m.tiny, "-l", `movie=${m.loraA}`, "--instruction", row.instruction, "--input", row.input, "--json"]);
     expect(out.code).toBe(0);
     const engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
@@ -124,20 +124,20 @@ describe("tallrec batch", () => {
 
   it("reads TALLRec JSON and writes JSONL with the input fields passed through", async () => {
     const input = join(dir, "rows.json");
-    writeFileSync(input, JSON.stringify(tallrecRows("book", "test").slice(0, 12)));
+    writeFileSync(input, JSON.stringify(sampleRows("book").slice(0, 12)));
     const outPath = join(dir, "rows.jsonl");
     const res = await run(["batch", input, "-o", outPath, "-m", m.tiny, "-l", m.loraA]);
     expect(res.code).toBe(0);
     const lines = readFileSync(outPath, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(12);
     lines.forEach((l, i) => {
-      expect(l.input).toBe(tallrecRows("book", "test")[i].input);
+      expect(l.input).toBe(sampleRows("book")[i].input);
       expect(typeof l.p_yes).toBe("number");
     });
   });
 
   async function resumeCase(kill: "SIGKILL" | "SIGINT") {
-    const rows = tallrecRows("movie", "test").slice(0, 240);
+    const rows = sampleRows("movie").slice(0, 240);
     const input = join(dir, `resume-${kill}.jsonl`);
     writeFileSync(input, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
     const args = (out: string) => ["batch", input, "-o", out, "-m", m.tiny, "-l", m.loraA, "--window", "16"];
@@ -168,7 +168,7 @@ describe("tallrec batch", () => {
 describe("tallrec eval", () => {
   it("reports AUC equal to an independent pairwise computation from its own predictions, for both rules", async () => {
     const outPath = join(dir, "preds.jsonl");
-    const res = await run(["eval", join(repoRoot, "../shared/data/tallrec/movie/test.json"), "-m", m.tiny, "-l", m.loraA, "--limit", "120", "--shuffle", "--seed", "3", "-o", outPath, "--json"]);
+    const res = await run(["eval", sampleFile("movie"), "-m", m.tiny, "-l", m.loraA, "--limit", "120", "--shuffle", "--seed", "3", "-o", outPath, "--json"]);
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout) as { scored: number; metrics: Record<string, { auc: number; n: number; accuracy: number }> };
     expect(report.scored).toBe(120);
@@ -186,7 +186,7 @@ describe("tallrec eval", () => {
     expect(report.metrics.softmax.auc).toBeCloseTo(pairwise("p_yes_softmax"), 12);
     expect(report.metrics["tallrec-compat"].auc).toBeCloseTo(pairwise("p_yes_compat"), 12);
     // shuffled with a seed: the same rows again with the same seed
-    const again = await run(["eval", join(repoRoot, "../shared/data/tallrec/movie/test.json"), "-m", m.tiny, "-l", m.loraA, "--limit", "120", "--shuffle", "--seed", "3", "--json"]);
+    const again = await run(["eval", sampleFile("movie"), "-m", m.tiny, "-l", m.loraA, "--limit", "120", "--shuffle", "--seed", "3", "--json"]);
     expect(JSON.parse(again.stdout).metrics.softmax.auc).toBe(report.metrics.softmax.auc);
   });
 });

@@ -29,7 +29,7 @@ import { gv, kv, writeGguf } from "../src/gguf/writer.js";
 import { renderPrompt } from "../src/prompt.js";
 import { LLAMA_PRESETS, TINY_LORA_A, TINY_LORA_B } from "../src/synth/index.js";
 import { writeHfLlamaModel, writePeftAdapter } from "../src/synth/hf.js";
-import { tallrecRows } from "./helpers/data.js";
+import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 import { loadHfReference } from "./reference/hf64.js";
 
@@ -184,7 +184,7 @@ describe("llama.cpp with the converted model and adapter equals the Hugging Face
   });
   afterAll(async () => engine?.close());
 
-  const prompts = () => [renderPrompt(tallrecRows("movie", "test")[3]), renderPrompt(tallrecRows("book", "test")[5]), renderPrompt({ instruction: "Is it?", input: "" })];
+  const prompts = () => [renderPrompt(sampleRows("movie")[3]), renderPrompt(sampleRows("book")[5]), renderPrompt({ instruction: "Is it?", input: "" })];
 
   it("the converted base model alone (q/k permutation of convert-model)", async () => {
     const ref = loadHfReference(hfModel());

@@ -28,7 +28,7 @@ import { writeGguf } from "../src/gguf/writer.js";
 import { renderPrompt } from "../src/prompt.js";
 import { writeHfLlamaModel, writePeftAdapter } from "../src/synth/hf.js";
 import { generateLora, TINY_LORA_A } from "../src/synth/index.js";
-import { tallrecRows } from "./helpers/data.js";
+import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 
 let dir: string;
@@ -42,7 +42,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const prompts = () => [renderPrompt(tallrecRows("movie", "test")[11]), renderPrompt(tallrecRows("book", "test")[2]), renderPrompt({ instruction: "Is it?", input: "" })];
+const prompts = () => [renderPrompt(sampleRows("movie")[11]), renderPrompt(sampleRows("book")[2]), renderPrompt({ instruction: "Is it?", input: "" })];
 
 async function scores(model: string, adapters: Array<{ path: string; scale: number }> = [], kvType: "f16" | "f32" = "f32"): Promise<Score[]> {
   const engine = await Engine.load({

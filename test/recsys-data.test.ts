@@ -1,6 +1,6 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
@@ -15,6 +15,7 @@ import {
   loadItemsCsv,
   loadMovieLens100k,
   loadMovieLensRatings,
+  MOVIELENS_100K_GENRES,
   parseInteractionsCsv,
   parseItemsCsv,
   parseMovieLensGenres,
@@ -23,11 +24,10 @@ import {
   readCsv,
   transposeCsr,
 } from "../src/recsys/index.js";
+import { hasRealMl100k, ml100kDir, syntheticMovieLens } from "./helpers/data.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, "fixtures", "recsys");
-const dataRoot = process.env.TALLREC_DATA ? resolve(process.env.TALLREC_DATA) : resolve(here, "../../shared/data");
-const ml100k = join(dataRoot, "ml-100k");
 
 function caught(fn: () => unknown): unknown {
   try {
@@ -255,10 +255,10 @@ describe("item loaders", () => {
   });
 });
 
-describe("MovieLens-100K", () => {
+describe.skipIf(!hasRealMl100k)("MovieLens-100K (real data)", () => {
   it("loads the full dataset with correct counts, titles and genres", async () => {
     const errors: DataFormatError[] = [];
-    const { interactions, items, genres } = await loadMovieLens100k(ml100k, { errors });
+    const { interactions, items, genres } = await loadMovieLens100k(ml100kDir, { errors });
     expect(errors).toEqual([]);
     expect(interactions.length).toBe(100_000);
     expect(interactions.users.size).toBe(943);
@@ -273,6 +273,32 @@ describe("MovieLens-100K", () => {
     let sum = 0;
     for (const r of ratings) sum += r;
     expect(sum / ratings.length).toBeCloseTo(3.52986, 5);
+  });
+});
+
+describe("MovieLens-format data", () => {
+  it("loads the generated data set with correct counts, titles and genres", async () => {
+    const syn = await syntheticMovieLens();
+    const errors: DataFormatError[] = [];
+    const { interactions, items, genres } = await loadMovieLens100k(syn.dir, { errors });
+    expect(errors).toEqual([]);
+    expect(interactions.length).toBe(syn.ratings);
+    expect(interactions.users.size).toBe(syn.users);
+    expect(interactions.items.size).toBe(syn.items); // every item is rated at least once
+    const [user, item, rating, timestamp] = readFileSync(join(syn.dir, "u.data"), "latin1").split("\n")[0].split("\t");
+    expect(interactions.record(0)).toEqual({ user, item, rating: Number(rating), timestamp: Number(timestamp) });
+    expect(genres).toEqual([...MOVIELENS_100K_GENRES]);
+    expect(items.size).toBe(syn.items);
+    expect(items.get(1)).toMatchObject({ title: "Toy Story (1995)", genres: ["Animation", "Children's", "Comedy"], year: 1995 });
+    const les = items.findByTitle("Les Miserables")[0];
+    expect(les.title).toBe("Misérables, Les (1995)"); // one Latin-1 byte in u.item
+    expect(readFileSync(join(syn.dir, "u.item")).includes(Buffer.from(`${les.id}|Mis\u00e9rables, Les (1995)|`, "latin1"))).toBe(true);
+    expect(items.get(syn.items)).toMatchObject({ title: "unknown", genres: ["unknown"] });
+    const ratings = interactions.ratings;
+    let sum = 0;
+    for (const r of ratings) sum += r;
+    expect(sum / ratings.length).toBeGreaterThan(3.3);
+    expect(sum / ratings.length).toBeLessThan(3.8);
   });
 
   it("reports a bad row in a copy of the data with the file path", async () => {

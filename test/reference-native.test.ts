@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { Engine, type Score } from "../src/engine.js";
 import { renderPrompt } from "../src/prompt.js";
-import { tallrecRows } from "./helpers/data.js";
+import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 import { loadReference, type ReferenceAdapter, type ReferencePrecision } from "./reference/llama64.js";
 
@@ -58,7 +58,7 @@ describe.each(configs)("native scores equal the float64 reference: $label", ({ w
   afterAll(async () => engine?.close());
 
   // a movie and a book prompt (the book one is longer and has mojibake bytes), plus a short one
-  const prompts = () => [renderPrompt(tallrecRows("movie", "test")[7]), renderPrompt(tallrecRows("book", "test")[11]), renderPrompt({ instruction: "Is it?", input: "" })];
+  const prompts = () => [renderPrompt(sampleRows("movie")[7]), renderPrompt(sampleRows("book")[11]), renderPrompt({ instruction: "Is it?", input: "" })];
 
   const cases: Array<{ label: string; adapters: Array<{ name: "a" | "b"; scale: number }> }> = [
     { label: "base model", adapters: [] },

@@ -3,13 +3,13 @@
  * llama.cpp itself, through node-llama-cpp's prebuilt CPU binaries, on the
  * generated tiny models, with and without LoRA adapters, on real TALLRec prompts.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadLlamaTokenizer } from "../src/synth/vocab.js";
 import { loadReference, logSoftmax, type ReferenceAdapter } from "./reference/llama64.js";
+import { hasRealTallrec, realTallrecRows, sampleRow, sampleRows } from "./helpers/data.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const models = join(root, "models");
@@ -25,7 +25,6 @@ interface Row {
   input: string;
   output: string;
 }
-const rows = JSON.parse(readFileSync("/work/shared/data/tallrec/movie/test.json", "utf8")) as Row[];
 
 /** TALLRec's prompt, byte for byte (see the facts file). */
 function tallrecPrompt(r: Row): string {
@@ -96,14 +95,13 @@ afterAll(async () => {
 });
 
 describe("tokenization", () => {
-  it("the generated vocabulary tokenizes TALLRec prompts exactly like llama-tokenizer-js", async () => {
+  /** Tokenizes each row's prompt with llama.cpp and llama-tokenizer-js; returns how many were compared. */
+  async function compareTokenization(rows: readonly Row[]): Promise<number> {
     const m = await model(TINY);
     expect(m.tokens.bos).toBe(1);
     expect(m.tokens.eos).toBe(2);
-    const movie = rows.filter((_, i) => i % 5 === 0);
-    const book = (JSON.parse(readFileSync("/work/shared/data/tallrec/book/test.json", "utf8")) as Row[]).filter((_, i) => i % 10 === 0);
     let checked = 0;
-    for (const r of [...movie, ...book]) {
+    for (const r of rows) {
       const text = tallrecPrompt(r);
       const expected = encode(text);
       const got = [m.tokens.bos as number, ...m.tokenize(text, false).map(Number)];
@@ -112,13 +110,27 @@ describe("tokenization", () => {
       }
       checked++;
     }
+    return checked;
+  }
+
+  it("the generated vocabulary tokenizes the sample's TALLRec prompts exactly like llama-tokenizer-js", async () => {
+    const rows = [...sampleRows("movie"), ...sampleRows("book")];
+    const checked = await compareTokenization(rows);
+    expect(checked).toBe(rows.length);
+    expect(checked).toBeGreaterThan(250);
+  });
+
+  it.skipIf(!hasRealTallrec)("the generated vocabulary tokenizes TALLRec prompts exactly like llama-tokenizer-js (real data)", async () => {
+    const movie = realTallrecRows("movie", "test").filter((_, i) => i % 5 === 0);
+    const book = realTallrecRows("book", "test").filter((_, i) => i % 10 === 0);
+    const checked = await compareTokenization([...movie, ...book]);
     expect(checked).toBe(movie.length + book.length);
     expect(checked).toBeGreaterThan(250);
   });
 });
 
 describe("float64 reference vs llama.cpp", () => {
-  const prompts = (): number[][] => [0, 137, 402, 777].map((i) => encode(tallrecPrompt(rows[i])));
+  const prompts = (): number[][] => [0, 137, 402, 777].map((i) => encode(tallrecPrompt(sampleRow("movie", i))));
   const configs: Array<{ name: string; model: string; adapters: ReferenceAdapter[]; kv: "F32" | "F16" }> = [
     { name: "tiny", model: TINY, adapters: [], kv: "F32" },
     { name: "tiny + lora-a@1", model: TINY, adapters: [{ path: LORA_A, scale: 1 }], kv: "F32" },

@@ -11,7 +11,7 @@ import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { isLoopback } from "../src/cli/commands/serve.js";
-import { repoRoot, tallrecRows } from "./helpers/data.js";
+import { repoRoot, sampleRows } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 
 const dist = join(repoRoot, "dist");
@@ -82,7 +82,7 @@ describe("tallrec serve", () => {
       expect(adapters.adapters.map((a) => [a.name, a.path])).toEqual([["movie", "tiny-lora-a.gguf"]]);
       expect(adapters.default).toBe("movie");
       // 48 requests of 4 prompts: more work than the server does before the signal
-      const rows = tallrecRows("movie", "test").slice(0, 192);
+      const rows = sampleRows("movie").slice(0, 192);
       const inFlight = Array.from({ length: 48 }, (_, i) =>
         fetch(`${url}/v1/score`, { method: "POST", headers: auth, body: JSON.stringify({ items: rows.slice(4 * i, 4 * i + 4) }) }),
       );

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type Score, type ScoreInput, type ScoreResult } from "../src/engine.js";
 import { promptText, type StructuredPrompt } from "../src/prompt.js";
 import { buildServer, engineLoaded, type ServerEngine } from "../src/server/index.js";
-import { tallrecRows } from "./helpers/data.js";
+import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 
 function ok(r: ScoreResult): Score {
@@ -75,7 +75,7 @@ const post = (url: string, payload: unknown, headers: Record<string, string> = {
 
 describe("POST /v1/score", () => {
   it("answers engine.score's scores for TALLRec rows and structured items, in order, with ids", async () => {
-    const rows = tallrecRows("movie", "test").slice(0, 12);
+    const rows = sampleRows("movie").slice(0, 12);
     const structured: StructuredPrompt[] = ["Babe (1995)", "Se7en (1995)"].map((target) => ({ ...user, target }));
     const books: StructuredPrompt = { domain: "book", liked: [{ title: "Dune", author: "Frank Herbert" }], disliked: [], target: { title: "Emma", author: "Jane Austen" } };
     const items = [...rows.map((r, i) => ({ id: `row-${i}`, ...r })), ...structured, { id: 99, ...books }];
@@ -112,7 +112,7 @@ describe("POST /v1/score", () => {
   });
 
   it("offers tallrec-compat scoring with the log-sum-exp", async () => {
-    const row = tallrecRows("movie", "test")[3];
+    const row = sampleRows("movie")[3];
     const [want] = (await engine.score([row], { adapter: "a", scoring: "tallrec-compat" })).map(ok);
     const body = json(await post("/v1/score", { scoring: "tallrec-compat", items: [row] }));
     expect(body.scoring).toBe("tallrec-compat");
@@ -121,7 +121,7 @@ describe("POST /v1/score", () => {
   });
 
   it("answers a bad item with { id, error } naming the field, and scores the others (200)", async () => {
-    const good = tallrecRows("movie", "test").slice(20, 22);
+    const good = sampleRows("movie").slice(20, 22);
     const items = [
       good[0],
       { id: "t", domain: "movie", liked: ["A (1990)"], disliked: [], target: 5 },
@@ -152,7 +152,7 @@ describe("POST /v1/score", () => {
   });
 
   it("accepts TALLRec data rows as they are (their output field is ignored)", async () => {
-    const row = tallrecRows("movie", "test")[5];
+    const row = sampleRows("movie")[5];
     expect(row.output).toBeTypeOf("string");
     const res = await post("/v1/score", { items: [row] });
     expect(res.statusCode).toBe(200);
