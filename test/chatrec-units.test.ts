@@ -3,7 +3,7 @@
  * re-ranking order, the session store, the model-intent validator, the kNN rating predictor and
  * the evaluation protocol.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -44,12 +44,37 @@ import {
   randomSplit,
   type MovieLens100k,
 } from "../src/recsys/index.js";
-import { dataDir, tallrecRows } from "./helpers/data.js";
+import { hasRealMl100k, ml100kDir, sampleRows, syntheticMovieLens } from "./helpers/data.js";
 
+/**
+ * The MovieLens-format data sets: the generated one always, MovieLens-100K when the real data is
+ * there. Suites about behaviour run on each (see eachDataSet); suites about MovieLens-100K's own
+ * facts run on the real data only.
+ */
+const DATA_SETS = [
+  { name: "generated data", skip: false, load: once(async () => loadMovieLens100k((await syntheticMovieLens()).dir)) },
+  { name: "real data", skip: !hasRealMl100k, load: once(() => loadMovieLens100k(ml100kDir)) },
+];
+
+function once<T>(f: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= f());
+}
+
+/** The data set of the suite that is running (set by eachDataSet's beforeAll). */
 let ml: MovieLens100k;
-beforeAll(async () => {
-  ml = await loadMovieLens100k(join(dataDir, "ml-100k"));
-});
+
+/** Declares a suite once per data set, with `ml` that data set while its tests run. */
+function eachDataSet(title: string, body: () => void): void {
+  for (const d of DATA_SETS) {
+    describe.skipIf(d.skip)(`${title} (${d.name})`, () => {
+      beforeAll(async () => {
+        ml = await d.load();
+      });
+      body();
+    });
+  }
+}
 
 describe("histories", () => {
   const records = [
@@ -95,9 +120,10 @@ describe("histories", () => {
     expect(() => idx.get("zz")).toThrow(/unknown user "zz"/);
   });
 
-  it("reproduces TALLRec's MovieLens test prompts exactly from ML-100K ratings", () => {
+  it.skipIf(!hasRealMl100k)("reproduces TALLRec's MovieLens test prompts exactly from ML-100K ratings (real data)", async () => {
     // for each TALLRec row, find the ML-100K user whose 10 ratings before the target are the
     // row's history, and rebuild the row's input from those ratings alone
+    const ml = await DATA_SETS[1].load();
     const I = ml.interactions;
     const perUser = new Map<number, number[]>();
     for (let r = 0; r < I.length; r++) {
@@ -107,7 +133,7 @@ describe("histories", () => {
       list.push(r);
     }
     for (const l of perUser.values()) l.sort((a, b) => I.timestamps[a] - I.timestamps[b] || a - b);
-    const rows = tallrecRows("movie", "test").slice(0, 40);
+    const rows = sampleRows("movie").slice(0, 40);
     let matched = 0;
     for (const row of rows) {
       const p = parseInput(row.input)!;
@@ -125,9 +151,39 @@ describe("histories", () => {
     }
     expect(matched).toBe(rows.length);
   });
+
+  it("renders TALLRec's prompt from generated MovieLens-format ratings: the 10 latest before the target, liked when rated >= 4", async () => {
+    const data = await DATA_SETS[0].load();
+    const I = data.interactions;
+    const perUser = new Map<number, number[]>();
+    for (let r = 0; r < I.length; r++) {
+      const u = I.userIdx[r];
+      let list = perUser.get(u);
+      if (!list) perUser.set(u, (list = []));
+      list.push(r);
+    }
+    let checked = 0;
+    for (const list of [...perUser.values()].slice(0, 60)) {
+      list.sort((a, b) => I.timestamps[a] - I.timestamps[b] || a - b);
+      const at = 10 + (list.length % (list.length - 10)); // some position after the first ten
+      const title = (r: number) => data.items.title(I.items.id(I.itemIdx[r]));
+      const target = title(list[at]);
+      const before = Interactions.fromRecords(list.slice(0, at).map((r) => ({ user: "u", item: I.items.id(I.itemIdx[r]), rating: I.ratings[r], timestamp: I.timestamps[r] })));
+      const input = renderInput(tallrecPrompt(titledHistory(data.items, new HistoryIndex(before).get("u")), target));
+      const last10 = list.slice(at - 10, at);
+      const quoted = (rs: number[]) => rs.map((r) => `"${title(r)}"`).join(", ");
+      expect(input).toBe(
+        `User Preference: ${quoted(last10.filter((r) => I.ratings[r] >= 4))}\nUser Unpreference: ${quoted(last10.filter((r) => I.ratings[r] < 4))}\n` +
+          `Whether the user will like the target movie "${target}"?`,
+      );
+      expect(renderInput(parseInput(input)!)).toBe(input);
+      checked++;
+    }
+    expect(checked).toBe(60);
+  });
 });
 
-describe("reading requests", () => {
+eachDataSet("reading requests", () => {
   const parse = (m: string) => parseIntent(m, { catalog: ml.items });
   const kinds = (i: Intent, f: "exclude" | "similarTo" | "liked" | "disliked" | "mentioned") =>
     i[f].map((r) => (r.kind === "item" ? ml.items.title(r.item) : r.kind === "ordinal" ? `#${r.index + 1}` : r.kind));
@@ -181,7 +237,9 @@ describe("reading requests", () => {
     }
     expect(parse("")).toEqual(parseIntent("", {}));
   });
+});
 
+describe("reading requests with a model", () => {
   it("validates the model's JSON and merges it without overriding the parser", () => {
     const genres = ["Action", "Comedy", "Horror", "Sci-Fi"];
     expect(parseModelIntent('Sure! {"genres": ["comedy"], "exclude_genres": ["Horror"], "year_min": 1990, "year_max": null, "mood": "lighter"} done', genres)).toEqual({
@@ -333,7 +391,10 @@ describe("item-kNN rating prediction", () => {
     expect(() => p.predict("nobody", "x")).toThrow(/unknown user/);
   });
 
-  it("is a real baseline on ML-100K: far better than the global mean", () => {
+});
+
+eachDataSet("item-kNN rating prediction", () => {
+  it("is a real baseline: far better than the global mean", () => {
     const { train, test } = randomSplit(ml.interactions, { seed: 42 });
     const knn = evaluateRatings(new ItemKnnRatingPredictor().fit(train), test);
     const mean = evaluateRatings(new GlobalMeanPredictor().fit(train), test);
@@ -343,7 +404,7 @@ describe("item-kNN rating prediction", () => {
   });
 });
 
-describe("evaluation protocol", () => {
+eachDataSet("evaluation protocol", () => {
   it("gives evaluateRanking's numbers for the plain rows, on random and leave-last-out splits", async () => {
     for (const split of ["random", "leave-last-out"] as const) {
       const r = await runRecsysEval(ml.interactions, { split, models: ["popularity", "knn"], ratings: false });
@@ -421,7 +482,7 @@ describe("evaluation protocol", () => {
   });
 });
 
-describe("the service without a model", () => {
+eachDataSet("the service without a model", () => {
   /** A stand-in scorer: pYes from a hash of the target title; fails while `broken` is set. */
   const fake = (state: { broken: boolean }) => ({
     score: async (inputs: readonly unknown[]) => {
@@ -463,12 +524,27 @@ describe("the service without a model", () => {
 });
 
 describe("loading data", () => {
-  it("reads MovieLens-100K with user profiles, and CSV files", async () => {
-    const d = await loadData({ ml100k: join(dataDir, "ml-100k") });
+  it.skipIf(!hasRealMl100k)("reads MovieLens-100K with user profiles (real data)", async () => {
+    const d = await loadData({ ml100k: ml100kDir });
     expect(d.interactions.length).toBe(100_000);
     expect(d.catalog.size).toBe(1682);
     expect(d.profiles?.size).toBe(943);
     expect(d.profiles?.get("42")).toBe("a 30-year-old man, administrator");
+  });
+
+  it("reads a MovieLens-format folder with user profiles", async () => {
+    const syn = await syntheticMovieLens();
+    const d = await loadData({ ml100k: syn.dir });
+    expect(d.interactions.length).toBe(syn.ratings);
+    expect(d.catalog.size).toBe(syn.items);
+    expect(d.profiles?.size).toBe(syn.users);
+    const [, age, gender, occupation] = readFileSync(join(syn.dir, "u.user"), "latin1").split("\n")[41].split("|");
+    const job = occupation === "none" || occupation === "other" ? "" : `, ${occupation}`;
+    expect(d.profiles?.get("42")).toBe(`a ${Number(age)}-year-old ${gender === "M" ? "man" : "woman"}${job}`);
+    expect(d.titlesMissing).toBe(false);
+  });
+
+  it("reads user profiles and CSV files", async () => {
     expect(parseMovieLensUsers("7|57|F|none|91344\nbad line\n8|x|M|writer|1")).toEqual(new Map([["7", "a 57-year-old woman"]]));
     const dir = mkdtempSync(join(tmpdir(), "chatrec-data-"));
     try {
