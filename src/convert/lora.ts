@@ -18,11 +18,14 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { getMetadataNumber, getMetadataString, openGgufSync, type GgufFile } from "../gguf/reader.js";
+import { MAX_LORA_SCALE, MAX_LORA_WEIGHT } from "../gguf/checks.js";
 import { GgmlType, GgufError } from "../gguf/types.js";
 import { gv, kv, writeGguf, type GgufTensorSpec } from "../gguf/writer.js";
 import { openWeightFile } from "./checkpoint.js";
 import { ConvertError } from "./errors.js";
+import { compilePatternKey, PatternError, type PatternKey } from "./pattern.js";
 import { permuteQkRows } from "./permute.js";
+import { printable } from "../printable.js";
 import { readTensorAsF32, shapeText, type SourceTensor } from "./tensor.js";
 
 /** PEFT module name → GGUF tensor base name in a LLaMA block. */
@@ -145,18 +148,24 @@ export function readPeftConfig(dir: string): PeftLoraConfig {
   };
 }
 
-/** PEFT's lookup of rank_pattern / alpha_pattern: the first key `k` with `(.*\.)?k$` matching the module's full name. */
-function patternValue(pattern: Record<string, number>, moduleKey: string, fallback: number): number {
-  for (const [k, v] of Object.entries(pattern)) {
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(.*\\.)?${k}$`);
-    } catch {
-      continue;
-    }
-    if (re.test(moduleKey)) return v;
-  }
+/**
+ * PEFT's lookup of rank_pattern / alpha_pattern: the first key `k` with `(.*\.)?k$` matching the
+ * module's full name, matched without backtracking (see pattern.ts: a key cannot stall the converter).
+ */
+function patternValue(pattern: readonly PatternKey[], values: Record<string, number>, moduleKey: string, fallback: number): number {
+  for (const k of pattern) if (k.matches(moduleKey)) return values[k.key];
   return fallback;
+}
+
+function compilePattern(path: string, field: string, pattern: Record<string, number>): PatternKey[] {
+  return Object.keys(pattern).map((k) => {
+    try {
+      return compilePatternKey(k);
+    } catch (e) {
+      if (e instanceof PatternError) throw new ConvertError(path, `${field} key ${JSON.stringify(printable(k))} cannot be matched: ${e.message}`, { cause: e });
+      throw e;
+    }
+  });
 }
 
 const LORA_NAME = /^(?:base_model\.model\.)?(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_(A|B)(?:\.[\w-]+)?\.weight$/;
@@ -284,8 +293,21 @@ export async function convertPeftLora(dir: string, out: string, opts: ConvertLor
       }
     }
   }
+  const configPath = join(dir, "adapter_config.json");
+  const rankKeys = compilePattern(configPath, "rank_pattern", cfg.rankPattern);
+  const alphaKeys = compilePattern(configPath, "alpha_pattern", cfg.alphaPattern);
   const sorted = [...pairs.values()].sort((x, y) => x.layer - y.layer || Object.keys(PEFT_TO_GGUF).indexOf(x.module) - Object.keys(PEFT_TO_GGUF).indexOf(y.module));
   const alphaGguf = cfg.useRslora ? cfg.alpha * Math.sqrt(cfg.r) : cfg.alpha;
+  if (!Number.isFinite(Math.fround(alphaGguf)) || alphaGguf / cfg.r > MAX_LORA_SCALE) {
+    throw new ConvertError(join(dir, "adapter_config.json"), `lora_alpha ${cfg.alpha} with r = ${cfg.r} scales the update by ${alphaGguf / cfg.r}, beyond the sane bound ${MAX_LORA_SCALE}`);
+  }
+  /** The weights as llama.cpp will read them: finite and within the bound tallrec's loader enforces. */
+  const sane = (v: Float32Array, name: string): Float32Array => {
+    for (let i = 0; i < v.length; i++) {
+      if (!(Math.abs(v[i]) <= MAX_LORA_WEIGHT)) throw new ConvertError(source, `${name} holds ${v[i]} at element ${i}: LoRA weights must be finite and within ±${MAX_LORA_WEIGHT}`);
+    }
+    return v;
+  };
   const ranks = new Set<number>();
   const specs: GgufTensorSpec[] = [];
   const type = outtype === "f16" ? GgmlType.F16 : GgmlType.F32;
@@ -303,6 +325,11 @@ export async function convertPeftLora(dir: string, out: string, opts: ConvertLor
     const { a, b } = p;
     if (a.shape.length !== 2 || b.shape.length !== 2) throw new ConvertError(source, `${what}: lora_A ${shapeText(a.shape)} and lora_B ${shapeText(b.shape)} must be matrices`);
     const r = a.shape[0];
+    // a rank above the smaller side adds nothing a full matrix could not; it bounds the output by the base's size
+    // (a few KB of pickle can declare a huge rank through zero-stride views)
+    if (r < 1 || r > Math.min(nIn, nOut)) {
+      throw new ConvertError(source, `${what}: rank ${r} is outside 1..${Math.min(nIn, nOut)} (the smaller side of ${baseName}, ${nOut} x ${nIn})`);
+    }
     if (a.shape[1] !== nIn || b.shape[0] !== nOut || b.shape[1] !== r) {
       throw new ConvertError(
         source,
@@ -311,16 +338,17 @@ export async function convertPeftLora(dir: string, out: string, opts: ConvertLor
       );
     }
     const moduleKey = `model.layers.${p.layer}.${MODULE_PARENT[p.module]}.${p.module}`;
-    const rCfg = patternValue(cfg.rankPattern, moduleKey, cfg.r);
+    const rCfg = patternValue(rankKeys, cfg.rankPattern, moduleKey, cfg.r);
     if (r !== rCfg) throw new ConvertError(source, `${what} has rank ${r}, but adapter_config.json says r = ${rCfg}`);
     ranks.add(r);
-    const alphaM = patternValue(cfg.alphaPattern, moduleKey, cfg.alpha);
+    const alphaM = patternValue(alphaKeys, cfg.alphaPattern, moduleKey, cfg.alpha);
     const peftScale = alphaM / (cfg.useRslora ? Math.sqrt(r) : r);
     const fold = peftScale / (alphaGguf / r);
     if (Math.abs(fold - 1) > 1e-12) folded++;
     const heads = gguf === "attn_q" ? base.nHead : gguf === "attn_k" ? base.nHeadKv : 0;
     if (heads && (nOut % heads !== 0 || (nOut / heads) % 2 !== 0)) throw new ConvertError(opts.base, `${baseName}: ${nOut} rows do not split into ${heads} heads`);
-    specs.push({ name: `${baseName}.lora_a`, dims: [nIn, r], type, data: () => readTensorAsF32(a) });
+    if (!(Math.abs(peftScale) <= MAX_LORA_SCALE)) throw new ConvertError(join(dir, "adapter_config.json"), `${what}: the scale ${peftScale} (alpha_pattern/rank_pattern) is beyond the sane bound ${MAX_LORA_SCALE}`);
+    specs.push({ name: `${baseName}.lora_a`, dims: [nIn, r], type, data: () => sane(readTensorAsF32(a), printable(a.name)) });
     specs.push({
       name: `${baseName}.lora_b`,
       dims: [r, nOut],
@@ -331,7 +359,7 @@ export async function convertPeftLora(dir: string, out: string, opts: ConvertLor
         if (Math.abs(fold - 1) > 1e-12) {
           for (let i = 0; i < v.length; i++) v[i] *= fold;
         }
-        return v;
+        return sane(v, printable(b.name));
       },
     });
   }

@@ -188,6 +188,8 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
   if (!(root instanceof PyDict)) throw new ConvertError(path, "the checkpoint is not a state dict (its top level is not a dict)");
   let cache: { key: string; bytes: Uint8Array } | undefined;
   const tensors: SourceTensor[] = [];
+  /** Per storage, the bytes its views reach: a storage may not declare far more than that (it would be inflated whole). */
+  const reached = new Map<string, number>();
   for (const [name, value] of root.entries) {
     if (typeof name !== "string") throw new ConvertError(path, `state dict key ${String(name)} is not a string`);
     if (!(value instanceof TensorView)) {
@@ -201,6 +203,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
     }
     const { entry } = storages.get(value.storage.key)!;
     const elem = DTYPE_BYTES[value.storage.dtype];
+    if (numel(value.shape) > 0) reached.set(value.storage.key, Math.max(reached.get(value.storage.key) ?? 0, (last + 1) * elem));
     tensors.push({
       name,
       dtype: value.storage.dtype,
@@ -211,6 +214,12 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
         return gather(cache.bytes, value, elem);
       },
     });
+  }
+  for (const [key, { entry }] of storages) {
+    const used = reached.get(key) ?? 0;
+    if (entry.size > used + Math.max(used, 1 << 20)) {
+      throw new ConvertError(path, `storage ${key} declares ${entry.size} bytes but its tensors use ${used}: refusing to inflate it (corrupt or hostile file)`);
+    }
   }
   return { path, tensors };
 }

@@ -158,8 +158,13 @@ export function readZipEntry(zip: ZipArchive, entry: ZipEntry): Uint8Array {
     if (entry.method === 0) data = raw;
     else {
       try {
-        data = new Uint8Array(zlib.inflateRawSync(raw));
+        // the declared size is enforced while inflating: a small entry that inflates without end
+        // (a zip bomb) stops one byte past it instead of filling memory first
+        data = new Uint8Array(zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size + 1) }));
       } catch (e) {
+        if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+          throw new ConvertError(zip.path, `zip entry ${entry.name} inflates to more than the ${entry.size} bytes its header declares (corrupt or hostile file)`, { cause: e });
+        }
         throw new ConvertError(zip.path, `zip entry ${entry.name}: corrupt deflate data (${(e as Error).message})`, { cause: e });
       }
     }

@@ -5,6 +5,7 @@
  * magic "GGUF", u32 version, u64 tensor count, u64 metadata count, the metadata
  * key/value pairs, the tensor infos, padding to the alignment, then the tensor data.
  */
+import { printableText } from "../printable.js";
 
 /** Metadata value types (`enum gguf_type`). */
 export const GgufValueType = {
@@ -197,7 +198,8 @@ export class GgufError extends Error {
   readonly path: string;
 
   constructor(path: string, message: string, options?: { cause?: unknown }) {
-    super(`${path}: ${message}`, options);
+    // names from the file (tensors, keys) may hold control characters or ANSI escapes: escaped here, once for every message
+    super(printableText(`${path}: ${message}`), options);
     this.name = "GgufError";
     this.path = path;
   }
