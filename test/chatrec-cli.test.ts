@@ -14,7 +14,7 @@ import { ChatRec } from "../src/chatrec/index.js";
 import { runChat } from "../src/cli/commands/chat.js";
 import { Engine } from "../src/engine.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/recsys/index.js";
-import { dataDir, repoRoot } from "./helpers/data.js";
+import { hasRealMl100k, ml100kDir, repoRoot, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 
 const ITEMS = [
@@ -143,11 +143,17 @@ describe("tallrec chat and recsys-eval as commands", () => {
     if (!existsSync(join(repoRoot, "dist/cli/commands/chat.js"))) throw new Error("dist/ is missing: run npm run build");
   });
 
-  it("chat: an unknown user or bad data is a usage error with a clear message; a piped conversation works", async () => {
-    const ml = join(dataDir, "ml-100k");
-    const unknown = await cli(["chat", "--user", "99999", "--data", ml, "-m", m.tiny, "-l", m.loraA]);
+  it.skipIf(!hasRealMl100k)("chat: an unknown user of MovieLens-100K is a usage error with a clear message (real data)", async () => {
+    const unknown = await cli(["chat", "--user", "99999", "--data", ml100kDir, "-m", m.tiny, "-l", m.loraA]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('tallrec: unknown user "99999": not in the interaction data (943 users)');
+  });
+
+  it("chat: an unknown user or bad data is a usage error with a clear message; a piped conversation works", async () => {
+    const syn = await syntheticMovieLens();
+    const unknown = await cli(["chat", "--user", "99999", "--data", syn.dir, "-m", m.tiny, "-l", m.loraA]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(`tallrec: unknown user "99999": not in the interaction data (${syn.users} users)`);
     const nodata = await cli(["chat", "--user", "1", "--data", join(dir, "nope"), "-m", m.tiny]);
     expect(nodata.code).toBe(2);
     expect(nodata.stderr).toMatch(/not a folder/);

@@ -24,11 +24,13 @@ import { Engine } from "../src/engine.js";
 import type { ChatMessage } from "../src/generation.js";
 import { promptText } from "../src/prompt.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender, loadMovieLens100k, type MovieLens100k } from "../src/recsys/index.js";
-import { dataDir } from "./helpers/data.js";
+import { hasRealMl100k, ml100kDir, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 
 let engine: Engine;
+/** The generated MovieLens-format data (test/helpers/data.ts), its folder, and item-kNN fitted on it. */
 let ml: MovieLens100k;
+let mlDir: string;
 let knn: ItemKnnRecommender;
 
 /** A small hand-made catalog: family comedies, crime thrillers, romances. */
@@ -86,7 +88,8 @@ function spy(e: Engine): ChatEngine & { prompts: ChatMessage[][] } {
 beforeAll(async () => {
   const m = await testModels();
   engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
-  ml = await loadMovieLens100k(join(dataDir, "ml-100k"));
+  mlDir = (await syntheticMovieLens()).dir;
+  ml = await loadMovieLens100k(mlDir);
   knn = new ItemKnnRecommender().fit(ml.interactions);
 });
 afterAll(async () => engine?.close());
@@ -130,59 +133,75 @@ describe("TALLRec re-ranking", () => {
   });
 });
 
-describe("a conversation on MovieLens-100K", () => {
+/**
+ * A five-turn conversation with user 42 of a MovieLens-format data set; `profile` is what the
+ * explanation prompt must say about the user.
+ */
+async function conversation(ml: MovieLens100k, knn: ItemKnnRecommender, profiles: Map<string, string>, profile: string): Promise<void> {
+  const e = spy(engine);
+  const chat = new ChatRec({ engine: e, interactions: ml.interactions, catalog: ml.items, recommender: knn, explain: FAST, profiles });
+  const seen = new HistoryIndex(ml.interactions).seen("42");
+  const { sessionId } = chat.startSession(42);
+  const turns: TurnResult[] = [];
+  const say = async (m: string) => {
+    const r = await chat.turn(sessionId, m);
+    turns.push(r);
+    expect(r.recommendations.length).toBe(5);
+    for (const x of r.recommendations) expect(seen.has(x.item)).toBe(false);
+    return r;
+  };
+  const byPYes = (r: TurnResult) => r.recommendations.every((x, i, a) => i === 0 || a[i - 1].pYes >= x.pYes);
+
+  const r0 = await say("");
+  expect(byPYes(r0)).toBe(true);
+  const r1 = await say("not that one");
+  expect(r1.recommendations.map((x) => x.item)).not.toContain(r0.recommendations[0].item);
+  expect(r1.filters.excludeItems).toEqual([r0.recommendations[0].item]);
+  expect(byPYes(r1)).toBe(true);
+  const r2 = await say("not the second");
+  const gone = [r0.recommendations[0].item, r1.recommendations[1].item];
+  for (const g of gone) expect(r2.recommendations.map((x) => x.item)).not.toContain(g);
+  const r3 = await say("something lighter");
+  for (const x of r3.recommendations) {
+    expect(x.genres.some((g) => DARK_GENRES.includes(g))).toBe(false);
+    expect(gone).not.toContain(x.item);
+  }
+  const anchor = r3.recommendations[1].item;
+  const r4 = await say("more like the second");
+  expect(r4.filters.similarTo).toEqual([anchor]);
+  for (const x of r4.recommendations) {
+    expect(knn.similarity(anchor, x.item)).toBeGreaterThan(0);
+    expect(x.item).not.toBe(anchor);
+    expect(gone).not.toContain(x.item);
+  }
+  expect(turns.map((t) => t.turn)).toEqual([1, 2, 3, 4, 5]);
+
+  // the dialogue is kept, and the last explanation prompt carries the earlier turns
+  const s = chat.sessions.require(sessionId);
+  expect(s.turns.map((t) => t.role)).toEqual(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? "user" : "assistant")));
+  expect(s.turns.filter((t) => t.role === "user").map((t) => t.content)).toEqual(["", "not that one", "not the second", "something lighter", "more like the second"]);
+  expect(s.turns[1].items).toEqual(r0.recommendations.map((x) => x.item));
+  const last = e.prompts[e.prompts.length - 1];
+  const text = last.map((m) => m.content).join("\n");
+  for (const m of ["not that one", "not the second", "something lighter"]) expect(text).toContain(m);
+  expect(last[last.length - 1].content).toContain("Request: more like the second");
+  expect(last[last.length - 1].content).toContain(`The user: ${profile}.`);
+  expect(last[last.length - 1].content).toContain(r4.recommendations[0].title);
+  expect(chat.session(sessionId).turns).toBe(5);
+}
+
+describe("a conversation on MovieLens-format data", () => {
   it("keeps its history over several turns, honours exclusions, moods and 'more like the second'", async () => {
-    const e = spy(engine);
-    const profiles = parseMovieLensUsers(readFileSync(join(dataDir, "ml-100k", "u.user"), "latin1"));
-    const chat = new ChatRec({ engine: e, interactions: ml.interactions, catalog: ml.items, recommender: knn, explain: FAST, profiles });
-    const seen = new HistoryIndex(ml.interactions).seen("42");
-    const { sessionId } = chat.startSession(42);
-    const turns: TurnResult[] = [];
-    const say = async (m: string) => {
-      const r = await chat.turn(sessionId, m);
-      turns.push(r);
-      expect(r.recommendations.length).toBe(5);
-      for (const x of r.recommendations) expect(seen.has(x.item)).toBe(false);
-      return r;
-    };
-    const byPYes = (r: TurnResult) => r.recommendations.every((x, i, a) => i === 0 || a[i - 1].pYes >= x.pYes);
+    const profiles = parseMovieLensUsers(readFileSync(join(mlDir, "u.user"), "latin1"));
+    const [, age, gender, occupation] = readFileSync(join(mlDir, "u.user"), "latin1").split("\n")[41].split("|");
+    const job = occupation === "none" || occupation === "other" ? "" : `, ${occupation}`;
+    await conversation(ml, knn, profiles, `a ${Number(age)}-year-old ${gender === "M" ? "man" : "woman"}${job}`);
+  });
 
-    const r0 = await say("");
-    expect(byPYes(r0)).toBe(true);
-    const r1 = await say("not that one");
-    expect(r1.recommendations.map((x) => x.item)).not.toContain(r0.recommendations[0].item);
-    expect(r1.filters.excludeItems).toEqual([r0.recommendations[0].item]);
-    expect(byPYes(r1)).toBe(true);
-    const r2 = await say("not the second");
-    const gone = [r0.recommendations[0].item, r1.recommendations[1].item];
-    for (const g of gone) expect(r2.recommendations.map((x) => x.item)).not.toContain(g);
-    const r3 = await say("something lighter");
-    for (const x of r3.recommendations) {
-      expect(x.genres.some((g) => DARK_GENRES.includes(g))).toBe(false);
-      expect(gone).not.toContain(x.item);
-    }
-    const anchor = r3.recommendations[1].item;
-    const r4 = await say("more like the second");
-    expect(r4.filters.similarTo).toEqual([anchor]);
-    for (const x of r4.recommendations) {
-      expect(knn.similarity(anchor, x.item)).toBeGreaterThan(0);
-      expect(x.item).not.toBe(anchor);
-      expect(gone).not.toContain(x.item);
-    }
-    expect(turns.map((t) => t.turn)).toEqual([1, 2, 3, 4, 5]);
-
-    // the dialogue is kept, and the last explanation prompt carries the earlier turns
-    const s = chat.sessions.require(sessionId);
-    expect(s.turns.map((t) => t.role)).toEqual(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? "user" : "assistant")));
-    expect(s.turns.filter((t) => t.role === "user").map((t) => t.content)).toEqual(["", "not that one", "not the second", "something lighter", "more like the second"]);
-    expect(s.turns[1].items).toEqual(r0.recommendations.map((x) => x.item));
-    const last = e.prompts[e.prompts.length - 1];
-    const text = last.map((m) => m.content).join("\n");
-    for (const m of ["not that one", "not the second", "something lighter"]) expect(text).toContain(m);
-    expect(last[last.length - 1].content).toContain("Request: more like the second");
-    expect(last[last.length - 1].content).toContain("The user: a 30-year-old man, administrator.");
-    expect(last[last.length - 1].content).toContain(r4.recommendations[0].title);
-    expect(chat.session(sessionId).turns).toBe(5);
+  it.skipIf(!hasRealMl100k)("keeps its history over several turns, honours exclusions, moods and 'more like the second' on MovieLens-100K (real data)", async () => {
+    const real = await loadMovieLens100k(ml100kDir);
+    const profiles = parseMovieLensUsers(readFileSync(join(ml100kDir, "u.user"), "latin1"));
+    await conversation(real, new ItemKnnRecommender().fit(real.interactions), profiles, "a 30-year-old man, administrator");
   });
 
   it("streams the explanation before the answer is complete, after the recommendations are known", async () => {

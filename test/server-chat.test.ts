@@ -8,9 +8,8 @@ import { createChatRec } from "../src/chatrec/setup.js";
 import { PendingChat } from "../src/cli/commands/serve.js";
 import { Engine } from "../src/engine.js";
 import { buildServer } from "../src/server/index.js";
-import { dataDir } from "./helpers/data.js";
+import { syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
-import { join } from "node:path";
 
 let engine: Engine;
 beforeAll(async () => {
@@ -26,7 +25,7 @@ it("serves /v1/chat: 503 until Chat-REC is ready, then sessions with follow-ups"
     const early = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 42, message: "a comedy" } });
     expect(early.statusCode).toBe(503);
     expect(early.json().message).toMatch(/starting/);
-    chat.ready(await createChatRec({ engine, data: { ml100k: join(dataDir, "ml-100k") }, recommender: "knn" }));
+    chat.ready(await createChatRec({ engine, data: { ml100k: (await syntheticMovieLens()).dir }, recommender: "knn" }));
     const first = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 42, message: "a comedy", explain: false } });
     expect(first.statusCode).toBe(200);
     const body = first.json() as { sessionId: string; recommendations: Array<{ item: string; genres: string[] }> };
