@@ -17,7 +17,7 @@ export const SHAPES = {
   check: { nEmbd: 256, nLayer: 2, nHead: 8, nHeadKv: 2, nFf: 688 },
   big: {
     gpu: { nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 32, nFf: 11008 },
-    cpu: { nEmbd: 512, nLayer: 4, nHead: 8, nHeadKv: 8, nFf: 1376 },
+    cpu: { nEmbd: 256, nLayer: 2, nHead: 4, nHeadKv: 4, nFf: 688 },
   },
 };
 
