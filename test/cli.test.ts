@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { parseCsv } from "../src/io/index.js";
 import { Engine, type Score } from "../src/engine.js";
-import { repoRoot, sampleFile, sampleRows } from "./helpers/data.js";
+import { fixturesDir, repoRoot, sampleFile, sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 
 const cli = join(repoRoot, "dist", "cli", "main.js");
@@ -203,8 +203,11 @@ describe("tallrec inspect and demo", () => {
   });
 
   it("demo runs with no arguments and says the model is random", async () => {
-    const res = await run(["demo", "--rows", "40"]);
+    // the demo reads $TALLREC_DATA/tallrec/movie/test.json when there is one: the committed sample
+    // here, so that it scores the same 40 rows on every machine
+    const res = await run(["demo", "--rows", "40"], { TALLREC_DATA: fixturesDir });
     expect(res.code).toBe(0);
+    expect(res.stdout).toContain(`data:   ${sampleFile("movie")} (first 40 rows)`);
     expect(res.stdout).toMatch(/random-weight/);
     expect(res.stdout).toMatch(/AUC \(softmax\): 0\.\d{4}/);
     expect(res.stdout).toMatch(/tallrec eval .* -m models\/llama-7b\.gguf/);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 
 import { afterAll, expect, it } from "vitest";
 
-import { repoRoot } from "./helpers/data.js";
+import { fixturesDir, repoRoot } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tallrec-harness-"));
@@ -21,7 +21,8 @@ it("reproduces engine.score bit for bit from a dumped plan", async () => {
   const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const harness = node([join(repoRoot, "bench/gpu/build.mjs")]).trim().split("\n").pop()!;
   const plan = join(dir, "plan.bin");
-  const dumped = JSON.parse(node([join(repoRoot, "bench/gpu/dump-plan.mjs"), "--model", m.tiny, "--lora", m.loraA, "--out", plan, "--prompts", "40", "--domain", "book"]).trim());
+  // TALLRec book rows from the committed sample (laid out like a data folder: tallrec/book/test.json)
+  const dumped = JSON.parse(node([join(repoRoot, "bench/gpu/dump-plan.mjs"), "--model", m.tiny, "--lora", m.loraA, "--out", plan, "--prompts", "40", "--domain", "book", "--data", fixturesDir]).trim());
   expect(dumped.prompts).toBe(40);
   expect(dumped.decodedTokens).toBeLessThan(dumped.promptTokens); // the template prefix is shared
   const values = join(dir, "values.bin");
