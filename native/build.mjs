@@ -20,11 +20,16 @@
 //   TALLREC_CUDA_ARCHS="90"         CUDA architectures (default: detected with nvidia-smi)
 //   TALLREC_JOBS=N                  parallel build jobs (default: number of CPUs)
 //   TALLREC_SKIP_NATIVE=1           do nothing (CI steps that only need the TypeScript)
+//
+// `node native/build.mjs --isa avx2` builds one more CPU variant, cpu-avx2 (llama.cpp for AVX2 +
+// FMA + F16C without AVX-512, see ISA_LEVELS in llama.mjs), for `npm run test:isa`. It is not
+// listed in build/variants.json, so the engine never picks it by itself; TALLREC_VARIANT=cpu-avx2
+// selects it.
 
 import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
-import { buildLlama, bundleInfo, detectCudaArchs, extractSource, findNvcc, here, jobs, log, packageDir, root, run } from "./llama.mjs";
+import { ISA_LEVELS, buildLlama, bundleInfo, detectCudaArchs, extractSource, findNvcc, here, jobs, log, packageDir, root, run } from "./llama.mjs";
 
 function prebuiltDir(pkg, sub) {
   const dir = packageDir(pkg);
@@ -53,7 +58,26 @@ function cmakeJs(variant, defs, record, env = process.env) {
   return { name: variant, ...record };
 }
 
+/** The extra ISA-level CPU variant for test:isa (x86-64 only; returns false where it can't exist). */
+function buildIsaVariant(isa) {
+  if (!ISA_LEVELS[isa] || isa === "native") throw new Error(`--isa must be one of ${Object.keys(ISA_LEVELS).filter((k) => k !== "native").join(", ")}`);
+  if (process.arch !== "x64") {
+    log(`--isa ${isa}: this is ${process.arch}, not x86-64; no ${isa} variant can be built or run here`);
+    return false;
+  }
+  const info = bundleInfo();
+  const prefix = buildLlama(info, { cuda: false, archs: [], isa });
+  cmakeJs(`cpu-${isa}`, { TALLREC_LLAMA_PREFIX: prefix }, { backend: "cpu", isa });
+  log(`done: cpu-${isa} (select it with TALLREC_VARIANT=cpu-${isa})`);
+  return true;
+}
+
 function main() {
+  const isaArg = process.argv.indexOf("--isa");
+  if (isaArg >= 0) {
+    buildIsaVariant(process.argv[isaArg + 1]);
+    return;
+  }
   if (process.env.TALLREC_SKIP_NATIVE === "1") {
     log("TALLREC_SKIP_NATIVE=1: skipping the native build");
     return;

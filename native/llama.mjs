@@ -77,13 +77,43 @@ export function findNvcc() {
   return which("nvcc") ?? (existsSync("/usr/local/cuda/bin/nvcc") ? "/usr/local/cuda/bin/nvcc" : null);
 }
 
+/**
+ * x86-64 instruction-set levels a CPU build can target besides "native" (-march=native).
+ * "avx2": AVX2 + FMA + F16C (+ SSE4.2, BMI2), no AVX-512, the level of most x86-64 CPUs from
+ * 2013-2020 (Haswell, Zen 1-3). `npm run test:isa` builds it next to the native build so that an
+ * AVX-512 machine also checks the kernels an AVX2-only machine runs (different vector widths,
+ * different reduction orders).
+ */
+export const ISA_LEVELS = {
+  native: { GGML_NATIVE: "ON" },
+  avx2: {
+    GGML_NATIVE: "OFF",
+    GGML_SSE42: "ON",
+    GGML_AVX: "ON",
+    GGML_AVX2: "ON",
+    GGML_BMI2: "ON",
+    GGML_FMA: "ON",
+    GGML_F16C: "ON",
+    GGML_AVX_VNNI: "OFF",
+    GGML_AVX512: "OFF",
+    GGML_AVX512_VBMI: "OFF",
+    GGML_AVX512_VNNI: "OFF",
+    GGML_AVX512_BF16: "OFF",
+    GGML_AMX_TILE: "OFF",
+    GGML_AMX_INT8: "OFF",
+    GGML_AMX_BF16: "OFF",
+  },
+};
+
 /** The CMake options every tallrec build of llama.cpp uses (the addon's and the benchmarks'). */
-export function llamaOptions({ cuda = false, archs = [] } = {}) {
+export function llamaOptions({ cuda = false, archs = [], isa = "native" } = {}) {
+  const isaOptions = ISA_LEVELS[isa];
+  if (!isaOptions) throw new Error(`unknown ISA level "${isa}" (one of ${Object.keys(ISA_LEVELS).join(", ")})`);
   return {
     CMAKE_BUILD_TYPE: "Release",
     BUILD_SHARED_LIBS: "OFF",
     CMAKE_POSITION_INDEPENDENT_CODE: "ON",
-    GGML_NATIVE: "ON",
+    ...isaOptions,
     GGML_BACKEND_DL: "OFF",
     GGML_CCACHE: "OFF",
     GGML_OPENMP: "OFF",
@@ -108,10 +138,10 @@ function configure(src, build, options, extra, env) {
 }
 
 /** Configure, build and install llama.cpp (static libraries) into a cached prefix. */
-export function buildLlama(info, { cuda = false, archs = [], env = process.env } = {}) {
-  const options = llamaOptions({ cuda, archs });
+export function buildLlama(info, { cuda = false, archs = [], isa = "native", env = process.env } = {}) {
+  const options = llamaOptions({ cuda, archs, isa });
   const key = cacheKey(info, options);
-  const prefix = join(cacheRoot, `llama-${cuda ? "cuda" : "cpu"}-${key}`);
+  const prefix = join(cacheRoot, `llama-${cuda ? "cuda" : "cpu"}${isa === "native" ? "" : `-${isa}`}-${key}`);
   const stamp = join(prefix, ".tallrec-stamp");
   if (existsSync(stamp)) {
     log(`llama.cpp (${cuda ? "CUDA " + archs.join(",") : "CPU"}) is cached in ${relative(root, prefix)}`);
@@ -119,7 +149,7 @@ export function buildLlama(info, { cuda = false, archs = [], env = process.env }
   }
   const src = extractSource(info);
   const build = `${prefix}.build`;
-  log(`building llama.cpp from source (${cuda ? "CUDA " + archs.join(",") : "CPU, native flags"}, ${jobs} jobs); this takes a few minutes once`);
+  log(`building llama.cpp from source (${cuda ? "CUDA " + archs.join(",") : isa === "native" ? "CPU, native flags" : `CPU, ${isa}`}, ${jobs} jobs); this takes a few minutes once`);
   const t0 = Date.now();
   configure(src, build, options, { CMAKE_INSTALL_PREFIX: prefix }, env);
   run("cmake", ["--build", build, "--config", "Release", "-j", jobs], { env });

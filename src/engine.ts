@@ -121,12 +121,25 @@ export interface ScoreStats {
 
 export interface EngineInfo {
   backend: Backend;
+  /** The addon build in use (build/<variant>/): "cpu", "cpu-avx2", "cuda", "cuda-prebuilt", ... */
   variant: string;
+  /** llama.cpp's CPU feature line for this build, e.g. "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | ..." */
+  cpuFeatures: string;
   fallbackReason?: string;
   model: NativeModelInfo & { architecture: string };
   adapters: Array<{ name: string; path: string; scale: number; rank: number; alpha?: number; targets: number }>;
   answerTokens: { yes: number; no: number };
-  context: { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; threads: number; roundTokens: number };
+  context: {
+    nCtx: number;
+    nBatch: number;
+    nUbatch: number;
+    nSeqMax: number;
+    threads: number;
+    roundTokens: number;
+    /** KV cache precision: "f32" with F32 weights is the exact mode (see the README's table). */
+    kvType: "f16" | "f32";
+    flashAttention: boolean;
+  };
 }
 
 interface LoadedAdapter {
@@ -183,6 +196,8 @@ export class Engine {
   private embedding: { lock: Lock; context: Promise<NativeContext> } | null = null;
   private generationContextSize = 2048;
   private threadPoll = 0;
+  private kvType: "f16" | "f32" = "f16";
+  private flashAttention = false;
   private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
   private closed = false;
   private lastStats: ScoreStats | null = null;
@@ -212,6 +227,8 @@ export class Engine {
     const nSeqMax = positiveInt("sequences", options.sequences, Math.min(64, nBatch));
     const threads = positiveInt("threads", options.threads, defaultThreads());
     if (options.roundTokens !== undefined) positiveInt("roundTokens", options.roundTokens, 0);
+    if (options.kvType !== undefined && options.kvType !== "f16" && options.kvType !== "f32") throw new TypeError(`kvType must be "f16" or "f32", not ${JSON.stringify(options.kvType)}`);
+    if (options.flashAttention !== undefined && typeof options.flashAttention !== "boolean") throw new TypeError(`flashAttention must be true or false, not ${JSON.stringify(options.flashAttention)}`);
     if (options.threadPoll !== undefined && (!Number.isInteger(options.threadPoll) || options.threadPoll < -1 || options.threadPoll > 100)) {
       throw new TypeError(`threadPoll must be an integer from -1 to 100, not ${JSON.stringify(options.threadPoll)}`);
     }
@@ -271,6 +288,8 @@ export class Engine {
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads, roundTokens);
       engine.generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
       engine.threadPoll = options.threadPoll ?? 0;
+      engine.kvType = options.kvType ?? "f16";
+      engine.flashAttention = options.flashAttention ?? false;
       specs.forEach((a, i) => engine.adapters.set(a.name, { id: ++adapterIds, name: a.name, path: a.path, scale: a.scale ?? 1, native: loras[i], summary: adapterSummaries[i] }));
       return engine;
     } catch (err) {
@@ -288,6 +307,7 @@ export class Engine {
     return {
       backend: this.backend,
       variant: this.variant,
+      cpuFeatures: this.binding.systemInfo().trim(),
       fallbackReason: this.fallbackReason,
       model: { ...this.native.model.info(), architecture: this.modelSummary.architecture },
       adapters: [...this.adapters.values()].map((a) => ({
@@ -299,7 +319,7 @@ export class Engine {
         targets: a.summary.targets.length,
       })),
       answerTokens: { ...this.answerTokens },
-      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: this.threads, roundTokens: this.roundTokens },
+      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: this.threads, roundTokens: this.roundTokens, kvType: this.kvType, flashAttention: this.flashAttention },
     };
   }
 

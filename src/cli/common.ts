@@ -28,6 +28,8 @@ export interface GlobalOptions {
   ctx?: number;
   batch?: number;
   sequences?: number;
+  kvType?: "f16" | "f32";
+  flashAttn?: "on" | "off";
   verbose?: boolean;
   quiet?: boolean;
 }
@@ -53,6 +55,12 @@ export function addGlobalOptions(program: Command): Command {
     .option("--ctx <n>", "KV cells of the context (most tokens resident at once)", positiveIntArg("--ctx"))
     .option("--batch <n>", "most tokens per llama_decode call", positiveIntArg("--batch"))
     .option("--sequences <n>", "most prompts in flight per round (<= 256)", positiveIntArg("--sequences"))
+    .addOption(
+      new Option("--kv-type <type>", "KV cache precision: f16 (default; half the memory) or f32 (exact mode: with F32 weights, scores equal float math and do not depend on batching)")
+        .choices(["f16", "f32"])
+        .env("TALLREC_KV_TYPE"),
+    )
+    .addOption(new Option("--flash-attn <mode>", "flash attention: off (default) or on (see the README for what it costs in exactness)").choices(["on", "off"]).env("TALLREC_FLASH_ATTN"))
     .option("-v, --verbose", "show llama.cpp's log on stderr")
     .option("-q, --quiet", "no progress or notes on stderr");
 }
@@ -118,6 +126,8 @@ export async function loadEngine(g: GlobalOptions, m: ModelOptions, extra: Parti
     contextSize: g.ctx,
     batchSize: g.batch,
     sequences: g.sequences,
+    kvType: g.kvType,
+    flashAttention: g.flashAttn === undefined ? undefined : g.flashAttn === "on",
     verbose: g.verbose ? true : false,
     ...extra,
   });

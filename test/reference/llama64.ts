@@ -13,7 +13,7 @@
  * A LoRA adapter adds `s · B (A x)` to a linear's output, `s = scale · alpha / r`
  * (r read from lora_b, `s = scale` when alpha is 0), exactly as llama.cpp's build_lora_mm.
  */
-import { f16BitsToNumber, f32ToF16Bits } from "../../src/gguf/float.js";
+import { f16ToF32Table, f32ToF16Bits } from "../../src/gguf/float.js";
 import { getMetadataNumber, getMetadataString, openGgufSync, readTensorF64, type GgufFile } from "../../src/gguf/reader.js";
 import { GgmlType } from "../../src/gguf/types.js";
 
@@ -28,11 +28,72 @@ import { GgmlType } from "../../src/gguf/types.js";
 export interface ReferencePrecision {
   f16Activations?: boolean;
   f16Kv?: boolean;
+  /**
+   * RoPE angles as ggml's CPU and CUDA kernels compute them: in float32, `theta = pos` then
+   * `theta *= powf(base, -2/n_rot)` pair by pair (rope_cache_init). At position p the float32
+   * angle is off by up to ~p·2^-24 radians (3e-5 at p = 300), hundreds of times float32's own
+   * precision, and with an F16 KV cache that shifts which way K values round. Off: exact angles.
+   */
+  f32Rope?: boolean;
 }
+
+/** float32's unit roundoff (round to nearest): half an ulp of 1. */
+export const U32 = 2 ** -24;
+
+/**
+ * The error model used to bound how far llama.cpp's float32 arithmetic may stray from this
+ * reference. One realization perturbs every value llama.cpp computes in float32 by random noise
+ * of the size float32 rounding gives it, and then rounds to F16 where llama.cpp does:
+ * - a dot product of n terms t_i (matrix rows, Q·K, P·V, LoRA): σ = u·sqrt(n/2)·‖t‖₂ (recursive
+ *   summation with random-sign rounding errors; blocked or vectorised summation, as ggml does,
+ *   only makes the partial sums smaller, so this is an upper estimate for any reduction order);
+ * - a sum of n squares (RMS norm) or of n exponentials (softmax): σ = u·sqrt(n)·|y|;
+ * - an elementwise result (rope, scaling, SiLU·up, residual add): σ = 2u·|y|.
+ * Where a value is rounded to F16 afterwards, the noise decides on which side of a rounding
+ * boundary it falls, which is how a different reduction order in llama.cpp (another ISA's vector
+ * width, another batch shape) turns float32-sized differences into F16-ulp-sized ones. The RMS
+ * over realizations of (perturbed − unperturbed) logits is the model's σ for a prompt; see
+ * test/reference/error-model.ts.
+ */
+export class Float32Noise {
+  private state: number;
+  constructor(seed: number) {
+    this.state = (seed >>> 0) || 0x9e3779b9;
+  }
+  /** mulberry32: a small seeded generator (the model needs reproducible realizations, not crypto). */
+  private uniform(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  }
+  /**
+   * A unit-variance draw. Uniform on [-√3, √3] rather than Gaussian: the logits sum thousands of
+   * these, so their distribution is Gaussian either way, and one generator call is several times
+   * cheaper than Box–Muller (the error model runs the reference many times).
+   */
+  unit(): number {
+    return (2 * this.uniform() - 1) * 1.7320508075688772;
+  }
+  /** y + noise of standard deviation u·sqrt(n/2)·norm: a dot product of n terms whose 2-norm is `norm`. */
+  dot(y: number, n: number, norm: number): number {
+    return y + U32 * Math.sqrt(n / 2) * norm * this.unit();
+  }
+  /** y·(1 + noise of standard deviation c·u): a result with relative float32 error of about c·u. */
+  rel(y: number, c: number): number {
+    return y * (1 + c * U32 * this.unit());
+  }
+  relArray(v: Float64Array, c: number): Float64Array {
+    for (let i = 0; i < v.length; i++) v[i] = this.rel(v[i], c);
+    return v;
+  }
+}
+
+const F16_VALUES = f16ToF32Table(); // every binary16 value, exact in float32
 
 /** Rounds to the nearest half-precision value (round to nearest even, as ggml does). */
 export function roundF16(x: number): number {
-  return f16BitsToNumber(f32ToF16Bits(x));
+  return F16_VALUES[f32ToF16Bits(x)];
 }
 
 function roundF16Array(v: Float64Array): Float64Array {
@@ -63,8 +124,11 @@ export interface ReferenceHparams {
 /** A loaded reference model. */
 export interface ReferenceModel {
   hparams: ReferenceHparams;
-  /** Logits over the whole vocabulary for the last position of `tokens` (positions 0..n-1). */
-  forwardLastLogits(tokens: readonly number[]): Float64Array;
+  /**
+   * Logits over the whole vocabulary for the last position of `tokens` (positions 0..n-1).
+   * With `noise`, one realization of the float32 error model (see Float32Noise).
+   */
+  forwardLastLogits(tokens: readonly number[], noise?: Float32Noise): Float64Array;
 }
 
 /** A linear layer: weight in ggml layout (element (i, o) at i + nIn·o) plus LoRA pairs. */
@@ -78,48 +142,77 @@ interface Linear {
 }
 
 /** y = W x: y[o] = Σ_i w[o·nIn + i] x[i]. */
-function matvec(w: Float64Array, x: Float64Array, nIn: number, nOut: number): Float64Array {
+function matvec(w: Float64Array, x: Float64Array, nIn: number, nOut: number, noise?: Float32Noise): Float64Array {
   const y = new Float64Array(nOut);
   for (let o = 0; o < nOut; o++) {
     let s = 0;
+    let sq = 0;
     const base = o * nIn;
-    for (let i = 0; i < nIn; i++) s += w[base + i] * x[i];
-    y[o] = s;
+    if (noise) {
+      for (let i = 0; i < nIn; i++) {
+        const t = w[base + i] * x[i];
+        s += t;
+        sq += t * t;
+      }
+      y[o] = noise.dot(s, nIn, Math.sqrt(sq));
+    } else {
+      for (let i = 0; i < nIn; i++) s += w[base + i] * x[i];
+      y[o] = s;
+    }
   }
   return y;
 }
 
-function applyLinear(l: Linear, x: Float64Array): Float64Array {
-  const y = matvec(l.w, l.f16 ? roundF16Array(x) : x, l.nIn, l.nOut);
+function applyLinear(l: Linear, x: Float64Array, noise?: Float32Noise): Float64Array {
+  const y = matvec(l.w, l.f16 ? roundF16Array(x) : x, l.nIn, l.nOut, noise);
   for (const { a, b, r, s, f16 } of l.loras) {
-    const ax = matvec(a, f16 ? roundF16Array(x) : x, l.nIn, r); // lora_a: ggml [nIn, r]
-    const bax = matvec(b, f16 ? roundF16Array(ax) : ax, r, l.nOut); // lora_b: ggml [r, nOut]
-    for (let o = 0; o < l.nOut; o++) y[o] += s * bax[o];
+    const ax = matvec(a, f16 ? roundF16Array(x) : x, l.nIn, r, noise); // lora_a: ggml [nIn, r]
+    const bax = matvec(b, f16 ? roundF16Array(ax) : ax, r, l.nOut, noise); // lora_b: ggml [r, nOut]
+    for (let o = 0; o < l.nOut; o++) y[o] += noise ? noise.rel(s * bax[o], 2) : s * bax[o];
   }
   return y;
 }
 
-function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Array {
+function rmsNorm(x: Float64Array, weight: Float64Array, eps: number, noise?: Float32Noise): Float64Array {
   let ss = 0;
   for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
-  const scale = 1 / Math.sqrt(ss / x.length + eps);
+  let scale = 1 / Math.sqrt(ss / x.length + eps);
+  if (noise) scale = noise.rel(scale, Math.sqrt(x.length));
   const y = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) y[i] = x[i] * scale * weight[i];
-  return y;
+  return noise ? noise.relArray(y, 2) : y;
+}
+
+/** ggml's rope angle for pair i at position pos, in float32 (see ReferencePrecision.f32Rope). */
+function ropeAnglesF32(pos: number, nRot: number, base: number): Float64Array {
+  const f = Math.fround;
+  const thetaScale = f(Math.pow(f(base), f(-2 / nRot)));
+  const out = new Float64Array(nRot / 2);
+  let theta = f(pos);
+  for (let i = 0; i < nRot / 2; i++) {
+    out[i] = theta;
+    theta = f(theta * thetaScale);
+  }
+  return out;
 }
 
 /** RoPE, llama.cpp rope type NORM: rotate adjacent pairs (2i, 2i+1) of each head by pos · base^(-2i/nRot). */
-function rope(v: Float64Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number): void {
+function rope(v: Float64Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number, f32Angles: boolean, noise?: Float32Noise): void {
+  const angles = f32Angles ? ropeAnglesF32(pos, nRot, base) : null;
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < nRot / 2; i++) {
-      const theta = pos * Math.pow(base, (-2 * i) / nRot);
-      const c = Math.cos(theta);
-      const s = Math.sin(theta);
+      const theta = angles ? angles[i] : pos * Math.pow(base, (-2 * i) / nRot);
+      const c = angles ? Math.fround(Math.cos(theta)) : Math.cos(theta);
+      const s = angles ? Math.fround(Math.sin(theta)) : Math.sin(theta);
       const j = h * headDim + 2 * i;
       const x0 = v[j];
       const x1 = v[j + 1];
       v[j] = x0 * c - x1 * s;
       v[j + 1] = x0 * s + x1 * c;
+      if (noise) {
+        v[j] = noise.rel(v[j], 2);
+        v[j + 1] = noise.rel(v[j + 1], 2);
+      }
     }
   }
 }
@@ -212,7 +305,7 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
   const outputNorm = readTensorF64(f, "output_norm.weight");
   const output = linear(f.tensorsByName.has("output.weight") ? "output.weight" : "token_embd.weight");
 
-  function forwardLastLogits(tokens: readonly number[]): Float64Array {
+  function forwardLastLogits(tokens: readonly number[], noise?: Float32Noise): Float64Array {
     const T = tokens.length;
     if (T === 0) throw new Error("no tokens");
     let xs: Float64Array[] = tokens.map((tok) => {
@@ -221,23 +314,27 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
     });
     const group = nHead / nHeadKv;
     const scale = 1 / Math.sqrt(headDim);
+    const f32Rope = !!precision.f32Rope;
     for (const L of layers) {
       const qs: Float64Array[] = [];
       const ks: Float64Array[] = [];
       const vs: Float64Array[] = [];
       for (let t = 0; t < T; t++) {
-        const h = rmsNorm(xs[t], L.attnNorm, hp.rmsEps);
-        const q = applyLinear(L.q, h);
-        const k = applyLinear(L.k, h);
-        rope(q, nHead, headDim, hp.nRot, t, hp.ropeFreqBase);
-        rope(k, nHeadKv, headDim, hp.nRot, t, hp.ropeFreqBase);
-        const v = applyLinear(L.v, h);
+        const h = rmsNorm(xs[t], L.attnNorm, hp.rmsEps, noise);
+        const q = applyLinear(L.q, h, noise);
+        const k = applyLinear(L.k, h, noise);
+        rope(q, nHead, headDim, hp.nRot, t, hp.ropeFreqBase, f32Rope, noise);
+        rope(k, nHeadKv, headDim, hp.nRot, t, hp.ropeFreqBase, f32Rope, noise);
+        const v = applyLinear(L.v, h, noise);
         qs.push(precision.f16Kv ? roundF16Array(q) : q);
         ks.push(precision.f16Kv ? roundF16Array(k) : k);
         vs.push(precision.f16Kv ? roundF16Array(v) : v);
       }
       const next: Float64Array[] = [];
-      for (let t = 0; t < T; t++) {
+      // the last layer only needs the last position's output (K and V of all positions are above)
+      const first = L === layers[layers.length - 1] ? T - 1 : 0;
+      for (let t = 0; t < first; t++) next.push(xs[t]);
+      for (let t = first; t < T; t++) {
         const att = new Float64Array(nHead * headDim);
         for (let h = 0; h < nHead; h++) {
           const kvh = Math.floor(h / group);
@@ -245,34 +342,46 @@ export function loadReference(modelPath: string, adapters: readonly ReferenceAda
           let max = -Infinity;
           for (let s = 0; s <= t; s++) {
             let dot = 0;
-            for (let d = 0; d < headDim; d++) dot += qs[t][h * headDim + d] * ks[s][kvh * headDim + d];
-            scores[s] = dot * scale;
+            let sq = 0;
+            for (let d = 0; d < headDim; d++) {
+              const term = qs[t][h * headDim + d] * ks[s][kvh * headDim + d];
+              dot += term;
+              sq += term * term;
+            }
+            scores[s] = (noise ? noise.dot(dot, headDim, Math.sqrt(sq)) : dot) * scale;
             max = Math.max(max, scores[s]);
           }
           let sum = 0;
           for (let s = 0; s <= t; s++) {
-            scores[s] = Math.exp(scores[s] - max);
+            scores[s] = noise ? noise.rel(Math.exp(scores[s] - max), 2) : Math.exp(scores[s] - max);
             sum += scores[s];
           }
+          if (noise) sum = noise.rel(sum, Math.sqrt(t + 1));
+          const sq = new Float64Array(headDim);
           for (let s = 0; s <= t; s++) {
             const p = precision.f16Kv ? roundF16(scores[s] / sum) : scores[s] / sum;
-            for (let d = 0; d < headDim; d++) att[h * headDim + d] += p * vs[s][kvh * headDim + d];
+            for (let d = 0; d < headDim; d++) {
+              const term = p * vs[s][kvh * headDim + d];
+              att[h * headDim + d] += term;
+              if (noise) sq[d] += term * term;
+            }
           }
+          if (noise) for (let d = 0; d < headDim; d++) att[h * headDim + d] = noise.dot(att[h * headDim + d], t + 1, Math.sqrt(sq[d]));
         }
         const x = xs[t].slice();
-        const o = applyLinear(L.o, att);
-        for (let i = 0; i < nEmbd; i++) x[i] += o[i];
-        const h2 = rmsNorm(x, L.ffnNorm, hp.rmsEps);
-        const g = applyLinear(L.gate, h2);
-        const u = applyLinear(L.up, h2);
-        for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
-        const d = applyLinear(L.down, g);
-        for (let i = 0; i < nEmbd; i++) x[i] += d[i];
+        const o = applyLinear(L.o, att, noise);
+        for (let i = 0; i < nEmbd; i++) x[i] = noise ? noise.rel(x[i] + o[i], 1) : x[i] + o[i];
+        const h2 = rmsNorm(x, L.ffnNorm, hp.rmsEps, noise);
+        const g = applyLinear(L.gate, h2, noise);
+        const u = applyLinear(L.up, h2, noise);
+        for (let i = 0; i < g.length; i++) g[i] = noise ? noise.rel(silu(g[i]) * u[i], 3) : silu(g[i]) * u[i];
+        const d = applyLinear(L.down, g, noise);
+        for (let i = 0; i < nEmbd; i++) x[i] = noise ? noise.rel(x[i] + d[i], 1) : x[i] + d[i];
         next.push(x);
       }
       xs = next;
     }
-    return applyLinear(output, rmsNorm(xs[T - 1], outputNorm, hp.rmsEps));
+    return applyLinear(output, rmsNorm(xs[T - 1], outputNorm, hp.rmsEps, noise), noise);
   }
 
   return { hparams: hp, forwardLastLogits };
