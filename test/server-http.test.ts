@@ -14,7 +14,7 @@ let engine: Engine;
 
 beforeAll(async () => {
   const m = await testModels();
-  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "a", path: m.loraA }], gpu: "cpu", threads: 1, contextSize: 1024, sequences: 32 });
+  engine = await Engine.load({ model: m.tiny, adapters: [{ name: "a", path: m.loraA }], gpu: "cpu", threads: 1, contextSize: 1024, sequences: 32, kvType: "f32" }); // exact mode: merged batches move scores by float32 noise only
 });
 afterAll(async () => engine?.close());
 

@@ -55,6 +55,9 @@ beforeAll(async () => {
     threads: 1,
     contextSize: 1024,
     sequences: 32,
+    // exact mode: requests are merged into other batches than the direct calls they are compared
+    // with, and in this mode that moves scores by float32 noise only (README: modes)
+    kvType: "f32",
   });
   // a models folder of its own: one adapter copied in, a non-adapter, and a link leading out
   modelsDir = mkdtempSync(join(tmpdir(), "tallrec-server-"));
