@@ -27,18 +27,20 @@ const workload = readJson(join(a.dir, "prompts.json"));
 
 /**
  * Bounds on |engine - float64 reference| / max(1, |reference|) for the two answer logits and the
- * log-sum-exp. CPU: float32 math; F16 KV cache and F16 weights round K/V and every product's input
- * to half precision (measured on the 64-wide test model: up to 2.4e-3, test/reference-native).
- * CUDA: cuBLAS runs F32 products with TF32 tensor cores (10-bit mantissa inputs, as llama.cpp's
- * ggml-cuda sets CUBLAS_TF32_TENSOR_OP_MATH) and F16-weight products of more than a few tokens
- * with CUBLAS_COMPUTE_16F (half-precision accumulation): looser by design.
+ * log-sum-exp. F32 weights with an F32 KV cache is README's exact mode, promised to 1e-5 and
+ * batching-independent; that promise is checked as is on every backend. On CUDA it is not expected
+ * to hold: cuBLAS runs F32 products of more than a few tokens on TF32 tensor cores (ggml-cuda sets
+ * CUBLAS_TF32_TENSOR_OP_MATH: inputs rounded to a 10-bit mantissa), so this measures by how much.
+ * With an F16 KV cache or F16 weights llama.cpp rounds to half precision (README: "Exactness");
+ * on this deliberately sensitive model that is a few 1e-3 on the CPU (measured: 2.9e-3 and 3.8e-3),
+ * and CUDA adds half-precision accumulation (cuBLAS CUBLAS_COMPUTE_16F for F16 weights). A real
+ * bug is larger: an adapter applied at scale 0.8 instead of 1 moves these logits by about 0.2.
  */
 const BOUNDS = {
-  cpu: { "F32/f32": 1e-3, "F32/f16": 3e-3, "F16/f16": 5e-3 },
-  cuda: { "F32/f32": 5e-3, "F32/f16": 5e-3, "F16/f16": 2e-2 },
+  cpu: { "F32/f32": 1e-5, "F32/f16": 1e-2, "F16/f16": 1e-2 },
+  cuda: { "F32/f32": 1e-5, "F32/f16": 2e-2, "F16/f16": 2e-2 },
 };
-/** README's claim: a prompt's scores do not depend on what it was batched with (within 1e-4; F32 weights and cache). */
-const INVARIANCE_BOUND = 1e-4;
+const TF32_NOTE = "on CUDA, cuBLAS's TF32 tensor cores round F32 products' inputs: the exact mode's 1e-5 is measured, not expected";
 
 const res = { backend: a.backend, checks: [], ok: true };
 const check = (name, ok, details) => {
@@ -89,7 +91,7 @@ for (const [model, kvType] of [["F32", "f32"], ["F32", "f16"], ["F16", "f16"]]) 
     per[label] = Number(w.toExponential(3));
     worst = Math.max(worst, w);
   }
-  check(`${key} (weights/KV cache) within ${bound} of the float64 reference, adapters at scales 0.5 and 1`, worst < bound, { maxRelDiff: worst, bound, perAdapterSet: per });
+  check(`${key} (weights/KV cache) within ${bound} of the float64 reference, adapters at scales 0.5 and 1`, worst < bound, { maxRelDiff: worst, bound, perAdapterSet: per, ...(a.backend === "cuda" && key === "F32/f32" ? { note: TF32_NOTE } : {}) });
   const zero = Math.max(...got["a@0"].map((r, i) => Math.max(relDiff(r.logitYes, got.base[i].logitYes), relDiff(r.logitNo, got.base[i].logitNo))));
   const moved = Math.max(...got["a@1"].map((r, i) => Math.abs(r.logitYes - got.base[i].logitYes) + Math.abs(r.logitNo - got.base[i].logitNo)));
   check(`${key}: adapter at scale 0 equals the base model, at scale 1 moves the logits`, zero < 1e-5 && moved > 1e-2, { scale0MaxRelDiff: zero, scale1Moved: moved });
@@ -98,11 +100,11 @@ for (const [model, kvType] of [["F32", "f32"], ["F32", "f16"], ["F16", "f16"]]) 
 }
 check("the engine tokenizes the check prompts as the reference's token ids", tokensOk.every(Boolean), { prompts: tokensOk });
 
-// 3. batch invariance: alone, among 7, among 64; sharing on and off. With F32 weights and KV cache
-// a prompt's float32 math does not depend on its batch beyond reduction order (README: within
-// 1e-4). With F16 weights or KV cache, those last-bit differences flip half-precision roundings,
-// which this deliberately sensitive random model amplifies (measured on the CPU: ~1e-6 with F32
-// weights and cache, 1e-3 to 3e-3 with F16 ones): held to the reference bound of that configuration.
+// 3. batch invariance: alone, among 7, among 64; sharing on and off. In the exact mode (F32
+// weights and KV cache) a prompt's float32 math does not depend on its batch beyond reduction
+// order (README: 1e-5). With F16 weights or KV cache those last-bit differences flip half-precision
+// roundings, which this deliberately sensitive random model amplifies (measured on the CPU: 2e-6
+// with F32 weights and cache, up to 3e-3 with F16 ones): held to that configuration's bound.
 for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", "f16", BOUNDS[a.backend]["F16/f16"]]]) {
   const [n1, n7, n64] = SIZES[mode].invariance;
   const texts = workload.independent.slice(0, n64);
@@ -129,7 +131,7 @@ for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", 
   }
   d["shared vs unshared, 64"] = diff(runs.shared.all, runs.unshared.all, n64);
   const worst = Math.max(...Object.values(d));
-  check(`batch invariance 1/7/64, sharing on and off, ${model} weights / ${kvType} KV cache, within ${bound}`, worst <= bound, { maxRelDiff: worst, bound, pairs: d });
+  check(`batch invariance 1/7/64, sharing on and off, ${model} weights / ${kvType} KV cache, within ${bound}`, worst <= bound, { maxRelDiff: worst, bound, pairs: d, ...(a.backend === "cuda" && model === "F32" ? { note: TF32_NOTE } : {}) });
   await e.close();
 }
 
