@@ -16,6 +16,7 @@ import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMe
 import { planScoring, roundBudget, type Plan } from "./plan.js";
 import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
+import type { GgufFile } from "./gguf/index.js";
 import { checkAdapterFile, checkLoraScale, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
 
 export interface AdapterSpec {
@@ -201,6 +202,8 @@ export class Engine {
   private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
   private closed = false;
   private lastStats: ScoreStats | null = null;
+  /** Bytes of text the vocabulary's longest token stands for (see boundedText). */
+  private longestTokenBytes: number | undefined;
 
   private constructor(
     private readonly binding: NativeBinding,
@@ -438,21 +441,22 @@ export class Engine {
     const texts: string[] = [];
     const textIndex: number[] = [];
     const nVocab = this.native.model.info().nVocab;
+    const nCtx = this.native.context.info().nCtx;
     inputs.forEach((input, i) => {
       try {
         if (typeof input === "string") {
-          texts.push(input);
+          texts.push(this.boundedText(input, nCtx));
           textIndex.push(i);
         } else if (input && typeof input === "object" && "tokens" in input) {
           const t = Int32Array.from(input.tokens as ArrayLike<number>);
           for (const id of t) if (!Number.isInteger(id) || id < 0 || id >= nVocab) throw new Error(`token id ${id} is outside the vocabulary (0..${nVocab - 1})`);
           tokens[i] = t;
         } else {
-          texts.push(promptText(checkPromptInput(input)));
+          texts.push(this.boundedText(promptText(checkPromptInput(input)), nCtx));
           textIndex.push(i);
         }
       } catch (err) {
-        results[i] = { error: `item ${i}: ${(err as Error).message}` };
+        results[i] = { error: `item ${i}: ${(err as Error).message}`, ...(err instanceof PromptTooLong ? { tokens: err.tokens } : {}) };
       }
     });
     if (texts.length > 0) {
@@ -460,6 +464,22 @@ export class Engine {
       textIndex.forEach((idx, k) => (tokens[idx] = tok[k]));
     }
     return tokens;
+  }
+
+  /**
+   * `text`, unless it certainly holds more than `nCtx` tokens: more bytes than nCtx of the
+   * vocabulary's longest tokens. Refused before tokenizing, since llama.cpp's tokenizer takes
+   * quadratic time on some long inputs (a 2 MB field took minutes).
+   */
+  private boundedText(text: string, nCtx: number): string {
+    this.longestTokenBytes ??= longestTokenBytes(this.modelSummary.file);
+    const limit = nCtx * this.longestTokenBytes;
+    if (text.length > limit || Buffer.byteLength(text) > limit) {
+      const bytes = Buffer.byteLength(text);
+      const atLeast = Math.ceil(bytes / this.longestTokenBytes);
+      throw new PromptTooLong(atLeast, `the prompt has at least ${atLeast} tokens (${bytes} bytes) but the context holds ${nCtx} (raise contextSize)`);
+    }
+    return text;
   }
 
   private async runChunk(
@@ -544,7 +564,7 @@ export class Engine {
       if (chat.template === "fallback") stop ??= FALLBACK_STOP;
     }
     const adapters = this.resolveAdapters(options.adapter ?? null);
-    const tokens = this.native.model.tokenize(text, true, false);
+    const tokens = this.native.model.tokenize(this.boundedText(text, this.generationContextSize), true, false);
     options.signal?.throwIfAborted();
     this.generation ??= {
       lock: new Lock(),
@@ -586,7 +606,7 @@ export class Engine {
     this.assertOpen();
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new TypeError("embed() takes an array of strings");
     if (texts.length === 0) return [];
-    const tokenized = await this.native.model.tokenizeBatch([...texts], true, false);
+    const tokenized = await this.native.model.tokenizeBatch(texts.map((t) => this.boundedText(t, 2048)), true, false);
     this.embedding ??= {
       lock: new Lock(),
       context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.threads, embeddings: true, poll: this.threadPoll }),
@@ -663,4 +683,27 @@ function resolveAnswerToken(model: NativeModel, answer: number | string, which: 
   }
   if (withAnswer.length <= base.length) throw new Error(`cannot resolve the ${which} token: ${JSON.stringify(answer)} adds no token`);
   return withAnswer[base.length];
+}
+
+/** A prompt certainly longer than the context, refused before tokenizing; `tokens` is a lower bound. */
+class PromptTooLong extends RangeError {
+  constructor(
+    readonly tokens: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Bytes of text the longest token of a GGUF vocabulary stands for ("▁" is one space, a byte token one byte). */
+function longestTokenBytes(file: GgufFile): number {
+  const tokens = file.metadata.get("tokenizer.ggml.tokens")?.value;
+  if (!Array.isArray(tokens)) return 64;
+  let longest = 1;
+  for (const t of tokens) {
+    if (typeof t !== "string") continue;
+    const n = /^<0x[0-9A-Fa-f]{2}>$/.test(t) ? 1 : Buffer.byteLength(t.replace(/\u2581/g, " "));
+    if (n > longest) longest = n;
+  }
+  return longest;
 }

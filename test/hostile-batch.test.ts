@@ -83,6 +83,24 @@ describe("an output that is the input is refused, the input untouched (D8)", () 
   });
 });
 
+describe("a huge field is refused before tokenizing (found by the fuzzer)", () => {
+  it("a 2 MB input field is an error row at once (llama.cpp's tokenizer is quadratic on some long inputs: minutes for this one with a small vocabulary)", async () => {
+    const input = join(dir, "huge.jsonl");
+    const rows = sampleRows("movie").slice(0, 4).map((r) => JSON.stringify(r));
+    rows.splice(2, 0, JSON.stringify({ instruction: "Answer Yes or No.", input: "y".repeat(2_000_000) }));
+    writeFileSync(input, rows.join("\n") + "\n");
+    const out = join(dir, "huge-out.jsonl");
+    const t0 = performance.now();
+    const r = await runCli(["batch", input, "-o", out, "-m", m.tiny, "-l", m.loraA], { timeoutMs: 60_000 });
+    expect(r.signal, "killed at the time limit").toBeNull();
+    expect(r.code, r.stderr).toBe(3);
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { error?: string });
+    expect(lines).toHaveLength(5);
+    expect(lines[2].error).toMatch(/line 3: item \d+: the prompt has at least \d+ tokens \(\d+ bytes\) but the context holds 4096/);
+  });
+});
+
 /** A value nested `depth` levels deep (JSON text, built without recursion). */
 function deep(depth: number): string {
   return "[".repeat(depth) + "]".repeat(depth);
