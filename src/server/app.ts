@@ -23,6 +23,7 @@ import { rankRoutes } from "./routes/rank.js";
 import { scoreRoutes } from "./routes/score.js";
 import { ServerState, type ServerEngine, type ServerLimits } from "./state.js";
 import { chatRoutes, type ChatService } from "../chatrec/http.js";
+import { extraRoutes } from "./extras.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -173,6 +174,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(rankRoutes, { state: st });
   await app.register(adapterRoutes, { state: st });
   if (options.chat) await app.register(chatRoutes, { service: options.chat });
+  // OpenAI-compatible routes, the users' histories and the web page (issue 16)
+  await extraRoutes(app, { state: st, ...(options.chat ? { chat: options.chat } : {}) });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/docs", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/openapi.json"));
 
