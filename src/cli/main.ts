@@ -14,6 +14,7 @@ import { inspectCommand } from "./commands/inspect.js";
 import { recsysEvalCommand } from "./commands/recsys-eval.js";
 import { scoreCommand } from "./commands/score.js";
 import { serveCommand } from "./commands/serve.js";
+import { workerCommand } from "./commands/worker.js";
 import { printableText } from "../printable.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     evalCommand(),
     inspectCommand(),
     serveCommand(),
+    workerCommand(),
     chatCommand(),
     recsysEvalCommand(),
     convertModelCommand(),

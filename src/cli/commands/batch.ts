@@ -4,7 +4,11 @@
  */
 import { Command, Option } from "commander";
 
-import type { Engine, ScoreInput, ScoreResult } from "../../engine.js";
+import { resolve as resolvePath } from "node:path";
+
+import { DEFAULT_QUEUE_NAME, redactUrl, sha256Text } from "../../distributed/common.js";
+import { QueueScorer } from "../../distributed/producer.js";
+import type { ScoreInput, ScoreResult } from "../../engine.js";
 import { formatCsvRow, formatJsonlRow, openResumableOutput, openRows, TextWriter, type Row, type RowFormat } from "../../io/index.js";
 import { sameFileAs } from "../../io/same-file.js";
 import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
@@ -20,6 +24,18 @@ interface BatchOptions extends ModelOptions, Partial<ColumnOptions> {
   scoring: ScoringRule;
   window: number;
   resume?: boolean;
+  queue?: string;
+  queueName: string;
+  runId?: string;
+  inflight: number;
+}
+
+/** What scores a window: the local engine, or the queue (`--queue`: src/distributed). */
+interface WindowScorer {
+  score(prompts: ScoreInput[], window: { first: number; rows: number }, signal: AbortSignal): Promise<ScoreResult[]>;
+  /** The window is written and checkpointed. */
+  done?(first: number): Promise<void>;
+  close(): Promise<void>;
 }
 
 type OutFormat = "csv" | "jsonl";
@@ -67,7 +83,7 @@ function formatRowValues(format: OutFormat, columns: readonly string[], row: Row
 }
 
 /** Scores one window of rows; rows that are unreadable or do not make a prompt get their error. */
-async function scoreWindow(engine: Engine, rows: Row[], toPrompt: RowToPrompt, o: BatchOptions, signal: AbortSignal): Promise<ScoreResult[]> {
+async function scoreWindow(engine: WindowScorer, rows: Row[], toPrompt: RowToPrompt, signal: AbortSignal): Promise<ScoreResult[]> {
   const results: ScoreResult[] = new Array(rows.length);
   const prompts: ScoreInput[] = [];
   const at: number[] = [];
@@ -84,7 +100,7 @@ async function scoreWindow(engine: Engine, rows: Row[], toPrompt: RowToPrompt, o
     }
   });
   if (prompts.length > 0) {
-    const scored = await engine.score(prompts, { adapter: o.adapter, scoring: o.scoring, signal });
+    const scored = await engine.score(prompts, { first: rows[0].index, rows: rows.length }, signal);
     scored.forEach((r, j) => (results[at[j]] = r.error === undefined ? r : { error: `line ${rows[at[j]].line}: ${r.error}` }));
   }
   return results;
@@ -110,6 +126,10 @@ export function batchCommand(): Command {
     .option("--sep <s>", 'separator of items in CSV list columns (default ";")')
     .option("--window <n>", "rows scored per engine call", positiveIntArg("--window"), 512)
     .option("--resume", "continue an interrupted run of the same command (same output file)")
+    .option("--queue <url>", "score the windows on `tallrec worker` processes through a Redis-backed queue (BullMQ): redis://HOST:PORT[/DB]")
+    .option("--queue-name <name>", "BullMQ queue name (with --queue)", DEFAULT_QUEUE_NAME)
+    .option("--run-id <id>", "name of this run in the queue (with --queue; default: derived from the input, output and options)")
+    .option("--inflight <n>", "most windows queued or being scored at once (with --queue)", positiveIntArg("--inflight"), 8)
     .addHelpText(
       "after",
       `
@@ -137,8 +157,21 @@ Examples:
       const header = format === "csv" ? formatCsvRow([...columns, "p_yes", "logit_yes", "logit_no", "error"]) : "";
 
       // open the engine before touching the output: a bad model must not truncate an earlier run
-      const engine = await loadEngine(o, o);
       const fingerprint = JSON.stringify({ input, model: modelPath(o), loras: loraSpecs(o), adapter: o.adapter ?? null, scoring: o.scoring, cols, format });
+      let engine: WindowScorer;
+      if (o.queue) {
+        if (o.runId !== undefined && !/^[A-Za-z0-9_.-]{1,100}$/.test(o.runId)) throw new CliError("--run-id: letters, digits, _ . - only (at most 100)", EXIT.USAGE);
+        const flags = { kvType: o.kvType ?? null, flashAttn: o.flashAttn ?? null, ctx: o.ctx ?? null, batch: o.batch ?? null, sequences: o.sequences ?? null };
+        const runId = o.runId ?? `run.${sha256Text(JSON.stringify({ fingerprint, out: o.out === "-" ? "-" : resolvePath(o.out), window: o.window, flags })).slice(0, 16)}`;
+        const remote = await QueueScorer.open({ url: o.queue, queueName: o.queueName, runId, model: modelPath(o), adapters: loraSpecs(o), adapter: o.adapter ?? null, scoring: o.scoring, engine: flags }).catch((err: Error) => {
+          throw new CliError(err.message);
+        });
+        log(`run ${runId}: windows go to queue ${o.queueName} on ${redactUrl(o.queue)}, at most ${o.inflight} at once`);
+        engine = { score: (p, w, signal) => remote.score(p, w.first, w.rows, signal), done: (first) => remote.done(first), close: () => remote.close() };
+      } else {
+        const local = await loadEngine(o, o);
+        engine = { score: (p, _w, signal) => local.score(p, { adapter: o.adapter, scoring: o.scoring, signal }), close: () => local.close() };
+      }
       const out =
         o.out === "-"
           ? null
@@ -173,16 +206,20 @@ Examples:
           written++;
         }
         if (out) await out.flush(); // durable and checkpointed, window by window
+        if (engine.done && rows.length > 0) await engine.done(rows[0].index);
         progress.update(startIndex + written, failed);
       };
 
       const userOf = (row: Row) => (o.userCol ? String(row.values[o.userCol] ?? "") : null);
-      let pending: { rows: Row[]; results: Promise<ScoreResult[]> } | null = null;
-      const settle = async () => {
-        if (!pending) return;
-        const p = pending;
-        pending = null;
-        await write(p.rows, await p.results);
+      // windows being scored, oldest first: one locally (scored while the next is read), up to
+      // --inflight through the queue; always written in input order
+      const depth = o.queue ? o.inflight : 1;
+      const pending: { rows: Row[]; results: Promise<ScoreResult[]> }[] = [];
+      const settle = async (keep = 0) => {
+        while (pending.length > keep) {
+          const p = pending.shift()!;
+          await write(p.rows, await p.results);
+        }
       };
       let window: Row[] = [];
       const submit = async () => {
@@ -190,10 +227,10 @@ Examples:
         const rows = window;
         window = [];
         // score this window while the next one is read
-        const results = scoreWindow(engine, rows, toPrompt, o, abort.signal);
+        const results = scoreWindow(engine, rows, toPrompt, abort.signal);
         results.catch(() => {}); // handled when settled
-        await settle();
-        pending = { rows, results };
+        await settle(depth - 1);
+        pending.push({ rows, results });
       };
 
       let error: unknown;

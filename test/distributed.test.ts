@@ -1,0 +1,201 @@
+/**
+ * Issue 15: `tallrec batch --queue` with `tallrec worker` processes on a real redis-server (see
+ * test/helpers/redis.ts): the output is byte for byte local batch's, a worker or the producer
+ * killed with kill -9 loses and duplicates nothing, a worker with other adapters is refused.
+ * Everything runs in the exact mode (--kv-type f32) like the other tests that compare batchings,
+ * with the same --window on both sides.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { mismatch } from "../src/distributed/common.js";
+import { repoRoot, sampleRows } from "./helpers/data.js";
+import { testModels } from "./helpers/models.js";
+import { redisMissing, sayRedisSkipped, startRedis, type RedisServer } from "./helpers/redis.js";
+
+const cli = join(repoRoot, "dist", "cli", "main.js");
+const CI = process.env.CI === "true";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], timeoutMs = 90_000): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20, timeout: timeoutMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A spawned CLI process whose stderr is collected; every one is killed in afterAll. */
+interface Proc {
+  child: ChildProcess;
+  log: () => string;
+  exited: Promise<number | null>;
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+}
+const procs: Proc[] = [];
+
+function start(args: string[]): Proc {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  const waiters: Array<() => void> = [];
+  child.stderr!.on("data", (d: Buffer) => {
+    log += d.toString();
+    for (const w of waiters.splice(0)) w();
+  });
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const p: Proc = {
+    child,
+    log: () => log,
+    exited,
+    waitFor: (re, timeoutMs = 60_000) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in: ${log.slice(-2000)}`)), timeoutMs);
+        const check = () => {
+          if (re.test(log)) {
+            clearTimeout(timer);
+            resolve();
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            clearTimeout(timer);
+            reject(new Error(`exited (${child.exitCode ?? child.signalCode}) before ${re}: ${log.slice(-2000)}`));
+          } else waiters.push(check);
+        };
+        child.on("exit", check);
+        check();
+      }),
+  };
+  procs.push(p);
+  return p;
+}
+
+function kill9(p: Proc): Promise<number | null> {
+  if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+  return p.exited;
+}
+
+const scoredIds = (log: string) => [...log.matchAll(/^scored (\S+)/gm)].map((m) => m[1]);
+
+describe("distributed: matching a worker to a run", () => {
+  const base = { model: { sha256: "a".repeat(64), file: "m.gguf" }, adapters: [{ name: "movie", sha256: "b".repeat(64), scale: null }], engine: { kvType: "f32" as const, flashAttn: null, ctx: null, batch: null, sequences: null } };
+  it("accepts the same digests and options, says what differs otherwise", () => {
+    expect(mismatch(base, structuredClone(base))).toBeNull();
+    expect(mismatch(base, { ...base, model: { sha256: "c".repeat(64), file: "other.gguf" } })).toMatch(/the model differs.*m\.gguf.*other\.gguf/);
+    expect(mismatch(base, { ...base, adapters: [{ name: "movie", sha256: "d".repeat(64), scale: null }] })).toMatch(/the adapters differ/);
+    expect(mismatch(base, { ...base, adapters: [{ name: "movie", sha256: "b".repeat(64), scale: 0.5 }] })).toMatch(/the adapters differ/);
+    expect(mismatch(base, { ...base, engine: { ...base.engine, kvType: null } })).toMatch(/--kv-type differs \(the run's f32, this worker's default\)/);
+  });
+});
+
+describe.skipIf(!!redisMissing && !CI)("distributed batch through BullMQ on redis-server", () => {
+  let redis: RedisServer;
+  let dir: string;
+  let m: Awaited<ReturnType<typeof testModels>>;
+  let input: string;
+  let local: Buffer;
+  const flags = ["--kv-type", "f32"];
+  const batchArgs = (out: string, url: string, extra: string[] = []) => [...flags, "batch", input, "-o", out, "-m", m.tiny, "-l", m.loraA, "--window", "8", "--queue", url, ...extra];
+  const workerArgs = (url: string, extra: string[] = []) => [...flags, "worker", "--queue", url, "-m", m.tiny, "-l", m.loraA, "--lock-ms", "1500", ...extra];
+
+  beforeAll(async () => {
+    if (redisMissing) throw new Error(`CI=true requires the Redis tests: ${redisMissing}; .ci/run installs it`);
+    m = await testModels();
+    dir = mkdtempSync(join(tmpdir(), "tallrec-dist-"));
+    redis = await startRedis();
+    // 96 TALLRec rows with two bad ones among them: unreadable JSON, and a row without a prompt
+    const lines = sampleRows("movie")
+      .slice(0, 96)
+      .map((r) => JSON.stringify(r));
+    lines.splice(40, 0, "{not json");
+    lines.splice(61, 0, JSON.stringify({ something: "else" }));
+    input = join(dir, "in.jsonl");
+    writeFileSync(input, lines.join("\n") + "\n");
+    const ref = await run([...flags, "batch", input, "-o", join(dir, "local.csv"), "-m", m.tiny, "-l", m.loraA, "--window", "8"]);
+    expect(ref.code, ref.stderr).toBe(3);
+    local = readFileSync(join(dir, "local.csv"));
+  });
+
+  afterAll(async () => {
+    await Promise.all(procs.map(kill9));
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("two workers write byte for byte what local batch writes, bad rows kept with their error (exit 3)", async () => {
+    const url = redis.url(1);
+    const w = [start(workerArgs(url)), start(workerArgs(url))];
+    await Promise.all(w.map((p) => p.waitFor(/waiting for jobs/)));
+    const out = join(dir, "two.csv");
+    const res = await run(batchArgs(out, url));
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).toMatch(/98 rows written.*2 with errors/);
+    expect(readFileSync(out).equals(local)).toBe(true);
+    const ids = w.flatMap((p) => scoredIds(p.log()));
+    expect(new Set(ids).size).toBe(ids.length); // each window scored once
+    expect(ids.length).toBe(Math.ceil(98 / 8));
+    for (const p of w) expect(scoredIds(p.log()).length).toBeGreaterThan(0); // both took work
+    await Promise.all(w.map(kill9));
+  });
+
+  it("a worker killed with kill -9 mid-job loses nothing: another worker takes its job (stalled-job retry)", async () => {
+    const url = redis.url(2);
+    const a = start(workerArgs(url));
+    const b = start(workerArgs(url));
+    await Promise.all([a, b].map((p) => p.waitFor(/waiting for jobs/)));
+    const out = join(dir, "killed-worker.csv");
+    const producer = run(batchArgs(out, url, ["--inflight", "4"]));
+    // kill A while it holds a job: after it logged "scoring ID" for its second job
+    await a.waitFor(/^scored .*\n(?:.*\n)*?scoring (\S+)/m);
+    await kill9(a);
+    const held = [...a.log().matchAll(/^scoring (\S+)/gm)].map((x) => x[1]).filter((id) => !scoredIds(a.log()).includes(id));
+    expect(held.length).toBe(1);
+    const res = await producer;
+    expect(res.code, res.stderr).toBe(3);
+    expect(readFileSync(out).equals(local)).toBe(true);
+    // B scored the job A held when it died
+    expect(scoredIds(b.log())).toContain(held[0]);
+    expect(b.log()).toMatch(new RegExp(`scoring ${held[0].replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(attempt 2`));
+    await kill9(b);
+  });
+
+  it("the producer killed with kill -9, then --resume: the same output, no window scored twice", async () => {
+    const url = redis.url(3);
+    const w = start(workerArgs(url));
+    await w.waitFor(/waiting for jobs/);
+    const out = join(dir, "killed-producer.csv");
+    const producer = start(batchArgs(out, url, ["--inflight", "3"]));
+    const sidecar = `${out}.progress`;
+    for (let i = 0; i < 2400 && !(existsSync(sidecar) && readFileSync(sidecar, "utf8").split("\n").length > 4); i++) await new Promise((r) => setTimeout(r, 25));
+    await kill9(producer);
+    expect(readFileSync(out).length).toBeLessThan(local.length); // it really stopped part-way
+    const res = await run([...batchArgs(out, url, ["--inflight", "3"]), "--resume"]);
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).toMatch(/resuming at row [1-9]/);
+    expect(readFileSync(out).equals(local)).toBe(true);
+    const ids = scoredIds(w.log());
+    expect(new Set(ids).size).toBe(ids.length); // finished windows were not scored again
+    expect(ids.length).toBe(Math.ceil(98 / 8));
+    await kill9(w);
+  });
+
+  it("a worker with other adapter files refuses the run's jobs; the run stops with its reason", async () => {
+    const url = redis.url(4);
+    // the adapter has the run's name but other weights
+    const w = start([...flags, "worker", "--queue", url, "-m", m.tiny, "-l", `tiny-lora-a=${m.loraB}`]);
+    await w.waitFor(/waiting for jobs/);
+    const res = await run(batchArgs(join(dir, "refused.csv"), url));
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/refused run .*the adapters differ \(the run's: tiny-lora-a \(sha256 [0-9a-f]{16}…\); this worker's: tiny-lora-a \(sha256 [0-9a-f]{16}…\)\)/);
+    expect(w.log()).toMatch(/refused run/);
+    await kill9(w);
+  });
+});
+
+if (redisMissing && !CI) sayRedisSkipped("the distributed batch tests (test/distributed.test.ts)");
