@@ -9,6 +9,7 @@ import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, posit
 import { Progress } from "../progress.js";
 import { DEFAULT_COLUMNS, parseLabel, promptReader, type ColumnOptions } from "../rows.js";
 import { sameFileAs } from "../../io/same-file.js";
+import { evalPlotSpec, plotFormat, writePlot } from "../../plots/index.js";
 
 interface EvalOptions extends ModelOptions, Partial<ColumnOptions> {
   format?: RowFormat;
@@ -20,6 +21,8 @@ interface EvalOptions extends ModelOptions, Partial<ColumnOptions> {
   out?: string;
   json?: boolean;
   chunk: number;
+  plot?: string;
+  plotTitle?: string;
 }
 
 interface Example {
@@ -129,6 +132,8 @@ export function evalCommand(): Command {
     .option("-o, --out <file>", "write per-row predictions (.csv or .jsonl)")
     .option("--json", "print the report as JSON")
     .option("--chunk <n>", "rows per engine call", positiveIntArg("--chunk"), 256)
+    .option("--plot <file>", "draw ROC (with AUC), reliability diagram and score histograms per label, both rules: FILE.svg, .png or .html")
+    .option("--plot-title <text>", "title of the plot (default: the data, model and adapter)")
     .option("--instruction-col <name>", "instruction column")
     .option("--input-col <name>", "input column")
     .option("--liked-col <name>", "liked-items column")
@@ -150,6 +155,8 @@ Both rules come from one scoring pass: "softmax" (over the two answer logits) an
       const o = allOptions<EvalOptions>(command);
       if (o.out && o.out !== "-" && sameFileAs(o.out, [data])) throw new CliError(`the output ${o.out} is the input file ${data}: writing it would destroy the input`, EXIT.USAGE);
       const log = makeLog(o);
+      if (o.plot !== undefined && !plotFormat(o.plot)) throw new CliError(`--plot ${o.plot}: the file must end in .svg, .png or .html`, EXIT.USAGE);
+      if (o.plot && sameFileAs(o.plot, [data])) throw new CliError(`the plot ${o.plot} is the input file ${data}: writing it would destroy the input`, EXIT.USAGE);
       const { examples: all, bad } = await readExamples(data, o, log);
       let examples = o.shuffle ? shuffleInPlace(all, o.seed) : all;
       if (o.limit !== undefined) examples = examples.slice(0, o.limit);
@@ -187,6 +194,20 @@ Both rules come from one scoring pass: "softmax" (over the two answer logits) an
           );
         }
         await w.close();
+      }
+      if (o.plot) {
+        const ok = result.perRow.filter((r) => r.error === undefined);
+        const labels = ok.map((r) => r.label);
+        const model = (o.model ?? process.env.TALLREC_MODEL ?? "").split(/[\\/]/).pop() ?? "";
+        const title = o.plotTitle ?? `tallrec eval: ${data.split(/[\\/]/).slice(-2).join("/")}, ${model}${o.adapter ? ` + ${o.adapter}` : ""}, ${ok.length} rows`;
+        await writePlot(
+          o.plot,
+          evalPlotSpec(title, [
+            { rule: "softmax", labels, scores: ok.map((r) => r.softmax), auc: report.metrics.softmax.auc },
+            { rule: "tallrec-compat", labels, scores: ok.map((r) => r.compat), auc: report.metrics["tallrec-compat"].auc },
+          ]),
+        );
+        log(`plot: ${o.plot}`);
       }
       if (o.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + "\n");

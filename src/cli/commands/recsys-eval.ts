@@ -15,6 +15,7 @@ import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
 import { RecsysError } from "../../recsys/errors.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, modelPath, positiveIntArg, splitList, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
+import { plotFormat, recsysPlotSpec, writePlot } from "../../plots/index.js";
 
 interface RecsysEvalOptions extends ModelOptions {
   data?: string;
@@ -35,6 +36,8 @@ interface RecsysEvalOptions extends ModelOptions {
   label?: string;
   json?: boolean;
   published: boolean;
+  plot?: string;
+  plotTitle?: string;
 }
 
 /** The `recsys-eval` command (commander), for the program in src/cli/main.ts. */
@@ -59,6 +62,8 @@ export function recsysEvalCommand(): Command {
     .option("--label <text>", "what the model is, for the report (e.g. \"LLaMA-7B + TALLRec movie adapter\")")
     .option("--no-published", "leave out Chat-REC's published numbers")
     .option("--json", "print the report as JSON")
+    .option("--plot <file>", "draw P@k, R@k and NDCG@k per recommender, alone and re-ranked: FILE.svg, .png or .html")
+    .option("--plot-title <text>", "title of the plot")
     .addHelpText(
       "after",
       `
@@ -80,6 +85,7 @@ Examples:
       if (!(o.alpha >= 0 && o.alpha <= 1)) throw new CliError("--alpha must be in [0, 1]", EXIT.USAGE);
       if (!Number.isInteger(o.seed) || o.seed < 0) throw new CliError("--seed must be a non-negative integer", EXIT.USAGE);
       if (o.minRating !== undefined && !Number.isFinite(o.minRating)) throw new CliError("--min-rating must be a number", EXIT.USAGE);
+      if (o.plot !== undefined && !plotFormat(o.plot)) throw new CliError(`--plot ${o.plot}: the file must end in .svg, .png or .html`, EXIT.USAGE);
 
       let data;
       try {
@@ -122,6 +128,12 @@ Examples:
         throw err;
       } finally {
         await engine?.close();
+      }
+      if (o.plot) {
+        const baseName = new Map(report.ranking.filter((r) => !r.reranked).map((r) => [r.model, r.name]));
+        const title = o.plotTitle ?? `tallrec recsys-eval: ${basename(o.data ?? o.ratings ?? "")}, ${report.split} split, ${report.users} users${report.rerank ? `; re-ranked by ${report.rerank.label}` : ""}`;
+        await writePlot(o.plot, recsysPlotSpec(title, report.ks, report.ranking.map((r) => ({ model: baseName.get(r.model) ?? r.model, reranked: r.reranked, at: r.at }))));
+        log(`plot: ${o.plot}`);
       }
       if (o.json) process.stdout.write(`${JSON.stringify({ command: command_, data: data.description, ...report }, null, 2)}\n`);
       else {

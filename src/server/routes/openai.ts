@@ -278,16 +278,18 @@ export async function openaiRoutes(fastify: FastifyInstance, { state, chat }: Op
         const before = messages.slice(0, lastUser).filter((m) => m.role !== "system");
         run = async (onText) => {
           // continue the session whose answers the client sends back; else start one and replay the earlier requests (without explanations)
-          let sessionId = conversations.get(ConversationIndex.key(user, before));
-          if (sessionId !== undefined) {
+          let known = conversations.get(ConversationIndex.key(user, before));
+          if (known !== undefined) {
             try {
-              chat.session(sessionId);
+              await chat.session(known);
             } catch {
-              sessionId = undefined;
+              known = undefined;
             }
           }
-          if (sessionId === undefined) {
-            sessionId = chat.startSession(user).sessionId;
+          let sessionId: string;
+          if (known !== undefined) sessionId = known;
+          else {
+            sessionId = (await chat.startSession(user)).sessionId;
             for (const m of before) if (m.role === "user") await chat.turn(sessionId, m.content, { explain: false, signal: ac.signal });
           }
           let head = "";
