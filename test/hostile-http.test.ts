@@ -13,6 +13,9 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { Engine } from "../src/engine.js";
+import { rewriteGguf } from "../src/gguf/rewrite.js";
+import { buildServer } from "../src/server/index.js";
 import { cliPath, MUTANTS, writeMutant } from "./helpers/hostile.js";
 import { testModels } from "./helpers/models.js";
 
@@ -110,6 +113,29 @@ describe("absurd adapter scales (D7)", () => {
     expect(Number.isFinite((r.body.results as Array<{ pYes: number }>)[0].pYes)).toBe(true);
     expect((await call("DELETE", "/v1/adapters/half")).status).toBe(200);
     await stillServing();
+  });
+});
+
+describe("non-finite scores over HTTP", () => {
+  it("a model whose logits overflow gives each item an error, never a null pYes (in-process: the model is not a crasher)", async () => {
+    const overflow = join(dir, "overflow-model.gguf");
+    await rewriteGguf(m.tiny, overflow, { tensors: { "output.weight": { data: (old) => new Uint8Array(new Float32Array(old.length / 4).fill(3e38).buffer) } } });
+    const engine = await Engine.load({ model: overflow, gpu: "cpu", threads: 1, contextSize: 512 });
+    const app = await buildServer({ engine, processMetrics: false });
+    try {
+      const res = await app.inject({ method: "POST", url: "/v1/score", payload: { items: [ITEM, ITEM] }, headers: json });
+      expect(res.statusCode).toBe(400);
+      const body = res.json() as { code: string; results: Array<{ error?: string; pYes?: unknown }> };
+      expect(body.code).toBe("TALLREC_INVALID_ITEMS");
+      expect(body.results).toHaveLength(2);
+      for (const r of body.results) {
+        expect(r.error).toMatch(/non-finite logits/);
+        expect(r.pYes).toBeUndefined();
+      }
+      expect(res.body).not.toMatch(/"pYes"|:null/);
+    } finally {
+      await app.close();
+    }
   });
 });
 
