@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { mismatch } from "../src/distributed/common.js";
-import { repoRoot, sampleRows } from "./helpers/data.js";
+import { repoRoot, sampleRows, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 import { redisMissing, sayRedisSkipped, startRedis, type RedisServer } from "./helpers/redis.js";
 
@@ -102,7 +102,7 @@ describe.skipIf(!!redisMissing && !CI)("distributed batch through BullMQ on redi
   let local: Buffer;
   const flags = ["--kv-type", "f32"];
   const batchArgs = (out: string, url: string, extra: string[] = []) => [...flags, "batch", input, "-o", out, "-m", m.tiny, "-l", m.loraA, "--window", "8", "--queue", url, ...extra];
-  const workerArgs = (url: string, extra: string[] = []) => [...flags, "worker", "--queue", url, "-m", m.tiny, "-l", m.loraA, "--lock-ms", "1500", ...extra];
+  const workerArgs = (url: string, extra: string[] = []) => [...flags, "worker", "--queue", url, "-m", m.tiny, "-l", m.loraA, ...extra];
 
   beforeAll(async () => {
     if (redisMissing) throw new Error(`CI=true requires the Redis tests: ${redisMissing}; .ci/run installs it`);
@@ -146,8 +146,9 @@ describe.skipIf(!!redisMissing && !CI)("distributed batch through BullMQ on redi
 
   it("a worker killed with kill -9 mid-job loses nothing: another worker takes its job (stalled-job retry)", async () => {
     const url = redis.url(2);
-    const a = start(workerArgs(url));
-    const b = start(workerArgs(url));
+    // short locks: the killed worker's job is found stalled within seconds
+    const a = start(workerArgs(url, ["--lock-ms", "1500"]));
+    const b = start(workerArgs(url, ["--lock-ms", "1500"]));
     await Promise.all([a, b].map((p) => p.waitFor(/waiting for jobs/)));
     const out = join(dir, "killed-worker.csv");
     const producer = run(batchArgs(out, url, ["--inflight", "4"]));
@@ -195,6 +196,51 @@ describe.skipIf(!!redisMissing && !CI)("distributed batch through BullMQ on redi
     expect(res.stderr).toMatch(/refused run .*the adapters differ \(the run's: tiny-lora-a \(sha256 [0-9a-f]{16}…\); this worker's: tiny-lora-a \(sha256 [0-9a-f]{16}…\)\)/);
     expect(w.log()).toMatch(/refused run/);
     await kill9(w);
+  });
+
+  it("tallrec serve --sessions: a Chat-REC session started on one replica continues on another; /health/live and /health/ready", async () => {
+    const data = await syntheticMovieLens();
+    const args = ["serve", "--port", "0", "-m", m.tiny, "-l", m.loraA, "--chat-data", data.dir, "--chat-recommender", "popularity", "--sessions", redis.url(5)];
+    const replicas = [start(args), start(args)];
+    const bases: string[] = [];
+    for (const p of replicas) {
+      await p.waitFor(/Server listening at http:\/\/127\.0\.0\.1:\d+/);
+      bases.push(/Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.log())![1]);
+    }
+    const [a, b] = bases;
+    expect((await fetch(`${a}/health/live`)).status).toBe(200); // live from the start, loaded or not
+    await Promise.all(replicas.map((p) => p.waitFor(/Chat-REC ready.*sessions in redis:/)));
+    for (const base of bases) {
+      const ready = await fetch(`${base}/health/ready`);
+      expect(ready.status).toBe(200);
+      expect(((await ready.json()) as { status: string }).status).toBe("ok");
+      expect((await fetch(`${base}/health`)).status).toBe(200);
+    }
+    const post = (base: string, body: object) => fetch(`${base}/v1/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ explain: false, ...body }) });
+    const first = await post(a, { user: 7, message: "a comedy please" });
+    expect(first.status).toBe(200);
+    const t1 = (await first.json()) as { sessionId: string; turn: number; recommendations: Array<{ item: string }>; filters: { genres: string[] } };
+    expect(t1.turn).toBe(1);
+    expect(t1.filters.genres).toContain("Comedy");
+    // the follow-up goes to the other replica: it knows the session, its filters and what "that one" is
+    const second = await post(b, { sessionId: t1.sessionId, message: "not that one" });
+    expect(second.status).toBe(200);
+    const t2 = (await second.json()) as { turn: number; recommendations: Array<{ item: string }>; filters: { genres: string[]; excludeItems: string[] } };
+    expect(t2.turn).toBe(2);
+    expect(t2.filters.genres).toContain("Comedy");
+    expect(t2.filters.excludeItems).toContain(t1.recommendations[0].item);
+    expect(t2.recommendations.map((r) => r.item)).not.toContain(t1.recommendations[0].item);
+    // and back: replica A sees the turn B answered
+    const seen = await fetch(`${a}/v1/chat/${t1.sessionId}`);
+    expect(seen.status).toBe(200);
+    expect(((await seen.json()) as { turns: number }).turns).toBe(2);
+    const third = await post(a, { sessionId: t1.sessionId, message: "something lighter" });
+    expect(((await third.json()) as { turn: number }).turn).toBe(3);
+    // ended on B: gone on A too
+    expect((await fetch(`${b}/v1/chat/${t1.sessionId}`, { method: "DELETE" })).status).toBe(204);
+    expect((await fetch(`${a}/v1/chat/${t1.sessionId}`)).status).toBe(404);
+    expect((await post(a, { sessionId: t1.sessionId, message: "more" })).status).toBe(404);
+    await Promise.all(replicas.map(kill9));
   });
 });
 

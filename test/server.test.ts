@@ -415,7 +415,7 @@ describe("health, metrics, docs, auth, request ids", () => {
     expect(res.statusCode).toBe(200);
     const doc = res.json() as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { items?: { oneOf?: Array<{ title: string; required: string[] }> } }> } }> } }>> };
     expect(doc.openapi).toBe("3.1.0");
-    expect(Object.keys(doc.paths).sort()).toEqual(["/health", "/metrics", "/v1/adapters", "/v1/adapters/{name}", "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/rank", "/v1/score"]);
+    expect(Object.keys(doc.paths).sort()).toEqual(["/health", "/health/live", "/health/ready", "/metrics", "/v1/adapters", "/v1/adapters/{name}", "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/rank", "/v1/score"]);
     const items = doc.paths["/v1/score"].post.requestBody!.content["application/json"].schema.properties.items.items!;
     expect(items.oneOf!.map((s) => [s.title, s.required])).toEqual([
       ["InstructionItem", ["instruction", "input"]],

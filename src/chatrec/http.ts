@@ -34,6 +34,14 @@ export interface ChatService {
   session(sessionId: string): SessionInfo;
   turn(sessionId: string, message: string, options?: TurnOptions): Promise<TurnResult>;
   endSession(sessionId: string): boolean;
+  /**
+   * Sessions kept in a store shared by several servers (`tallrec serve --sessions redis://...`,
+   * session-redis.ts): `load` brings the shared copy of a session into this process before the
+   * calls above read it, `sync` writes this process's copy back (or removes it when ended).
+   * Without them sessions live in this process only.
+   */
+  load?(sessionId: string): Promise<void>;
+  sync?(sessionId: string): Promise<void>;
 }
 
 /** Options of {@link chatRoutes}. */
@@ -175,21 +183,24 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
     },
     async (request, reply) => {
       const body = request.body as ChatBody;
+      // before any await: once the body is read the request stream may count as destroyed
+      const ac = clientGone(request, reply);
       let sessionId: string;
       let user: string;
       try {
         if (body.sessionId !== undefined) {
+          await service.load?.(body.sessionId);
           const s = service.session(body.sessionId);
           if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("bad_request", `session ${body.sessionId} belongs to another user`);
           ({ sessionId, user } = s);
         } else {
           if (body.user === undefined) throw new ChatRecError("bad_request", "body/user is required to start a conversation (or send body/sessionId to continue one)");
           ({ sessionId, user } = service.startSession(body.user));
+          await service.sync?.(sessionId);
         }
       } catch (err) {
         return sendError(reply, err);
       }
-      const ac = clientGone(request, reply);
       const options: TurnOptions = { signal: ac.signal, ...(body.count !== undefined ? { count: body.count } : {}), ...(body.explain !== undefined ? { explain: body.explain } : {}) };
       if (!body.stream) {
         try {
@@ -221,7 +232,9 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
     { schema: { summary: "A Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 200: SESSION_SCHEMA, ...errors } } },
     async (request, reply) => {
       try {
-        return service.session((request.params as { sessionId: string }).sessionId);
+        const id = (request.params as { sessionId: string }).sessionId;
+        await service.load?.(id);
+        return service.session(id);
       } catch (err) {
         return sendError(reply, err);
       }
@@ -233,7 +246,14 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
     { schema: { summary: "End a Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 204: { type: "null" }, ...errors } } },
     async (request, reply) => {
       const id = (request.params as { sessionId: string }).sessionId;
-      if (!service.endSession(id)) return sendError(reply, new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired`));
+      try {
+        await service.load?.(id);
+        const ended = service.endSession(id);
+        await service.sync?.(id);
+        if (!ended) return sendError(reply, new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired`));
+      } catch (err) {
+        return sendError(reply, err);
+      }
       return reply.code(204).send();
     },
   );

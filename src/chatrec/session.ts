@@ -153,6 +153,22 @@ export class SessionStore {
     return s;
   }
 
+  /**
+   * Puts a session in the store (replacing one with its id) as the most recently used, evicting
+   * the least recently used beyond `maxSessions`: for sessions kept elsewhere too (Redis, see
+   * session-redis.ts) and brought here for a turn.
+   */
+  put(s: Session): void {
+    this.sessions.delete(s.id);
+    this.sweep();
+    while (this.sessions.size >= this.maxSessions) {
+      const oldest = this.sessions.keys().next().value as string;
+      this.sessions.delete(oldest);
+      this.dropped.evicted++;
+    }
+    this.sessions.set(s.id, s);
+  }
+
   /** The session, or a ChatRecError (unknown_session) saying it is unknown or expired. */
   require(id: string): Session {
     if (typeof id !== "string" || id === "") throw new ChatRecError("bad_request", "a session id must be a non-empty string");

@@ -9,7 +9,7 @@ import { globalPlugin } from "./plugin.js";
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
 /** Routes answered without the key (load balancers' health checks). */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health"]);
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health", "/health/ready", "/health/live"]);
 
 /** Requires the bearer token `apiKey` (compared in constant time) on every non-public route. */
 export const authPlugin = globalPlugin(async (app: FastifyInstance, opts: { apiKey: string }) => {
@@ -17,6 +17,8 @@ export const authPlugin = globalPlugin(async (app: FastifyInstance, opts: { apiK
   const expected = digest(opts.apiKey);
   app.addHook("onRequest", async (request) => {
     if (request.routeOptions.url !== undefined && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
+    // routes marked public (the web page's static files: they hold no data)
+    if ((request.routeOptions.config as { public?: boolean } | undefined)?.public === true) return;
     const header = request.headers.authorization;
     const m = typeof header === "string" ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
     if (!m) throw new HttpError(401, "headers/authorization: an API key is required (Authorization: Bearer <key>)", "TALLREC_UNAUTHORIZED", { "www-authenticate": 'Bearer realm="tallrec"' });

@@ -1,16 +1,32 @@
-/** `GET /health`: 200 when the model is loaded and the server accepts work, else 503 with why. */
+/**
+ * `GET /health` and `GET /health/ready`: 200 when the model is loaded and the server accepts work,
+ * else 503 with why (a load balancer sends traffic only to ready replicas). `GET /health/live`: 200
+ * while the process answers at all, loading and draining included (restart it only when this fails).
+ */
 import type { FastifyPluginAsync } from "fastify";
 
 import { HEALTH_RESPONSE } from "./schemas.js";
 import type { ServerState } from "./state.js";
 
-/** Registers `GET /health`. */
+/** Registers `GET /health`, `GET /health/ready` and `GET /health/live`. */
 export const healthRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   app.get(
-    "/health",
+    "/health/live",
     {
       schema: {
-        summary: "Readiness",
+        summary: "Liveness",
+        description: "200 while the process answers, whether the model is loaded or not (use /health/ready to route traffic). Needs no API key.",
+        tags: ["operations"],
+        response: { 200: { type: "object", properties: { status: { type: "string", enum: ["ok"] }, state: { type: "string" } } } },
+      },
+    },
+    async () => ({ status: "ok", state: state.closing ? "stopping" : state.status }),
+  );
+  for (const url of ["/health", "/health/ready"]) app.get(
+    url,
+    {
+      schema: {
+        summary: url === "/health" ? "Readiness" : "Readiness (the same as /health)",
         description: "200 when the model is loaded and requests are accepted; 503 while loading, after a failed load, and while shutting down. Needs no API key.",
         tags: ["operations"],
         response: HEALTH_RESPONSE,

@@ -11,7 +11,9 @@ import { Command, InvalidArgumentError, Option } from "commander";
 
 import { ChatRecError } from "../../chatrec/errors.js";
 import type { ChatService } from "../../chatrec/http.js";
+import { RedisSessions } from "../../chatrec/session-redis.js";
 import { createChatRec } from "../../chatrec/setup.js";
+import { connectRedis, redactUrl } from "../../distributed/common.js";
 import type { Engine } from "../../engine.js";
 import { buildServer, engineLoaded } from "../../server/index.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
@@ -45,6 +47,12 @@ export class PendingChat implements ChatService {
   endSession(id: string) {
     return this.get().endSession(id);
   }
+  async load(id: string): Promise<void> {
+    await this.get().load?.(id);
+  }
+  async sync(id: string): Promise<void> {
+    await this.get().sync?.(id);
+  }
 }
 
 interface ServeOptions extends ModelOptions {
@@ -63,6 +71,7 @@ interface ServeOptions extends ModelOptions {
   timeoutMs: number;
   logLevel: string;
   chatData?: string;
+  sessions?: string;
   chatRecommender: "popularity" | "knn" | "bpr" | "mf";
 }
 
@@ -106,6 +115,7 @@ export function serveCommand(): Command {
     .option("--max-items <n>", "most items per /v1/score request (more: 413)", positiveIntArg("--max-items"), 256)
     .option("--body-limit <bytes>", "request body limit (more: 413)", positiveIntArg("--body-limit"), 2 * 1024 * 1024)
     .option("--chat-data <dir>", "enable POST /v1/chat (Chat-REC) on interaction data: a MovieLens-100K folder (u.data, u.item)")
+    .option("--sessions <url>", "keep Chat-REC sessions in Redis (redis://HOST:PORT[/DB]) so that replicas behind a load balancer share them (default: in this process)")
     .addOption(new Option("--chat-recommender <kind>", "candidate generator for /v1/chat").choices(["popularity", "knn", "bpr", "mf"]).default("knn"))
     .option("--timeout-ms <ms>", "longest a request waits for its scores, queue included (then 503)", positiveIntArg("--timeout-ms"), 30_000)
     .addOption(new Option("--log-level <level>", "log level (JSON lines on stderr)").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"))
@@ -124,6 +134,12 @@ Examples:
       if (!isLoopback(o.host) && !apiKey && !o.insecure) {
         throw new CliError(`refusing to bind ${o.host} without an API key: pass --api-key (or set TALLREC_API_KEY), or --insecure`, EXIT.USAGE);
       }
+      if (o.sessions && !o.chatData) throw new CliError("--sessions keeps Chat-REC sessions: it needs --chat-data", EXIT.USAGE);
+      const sessionsRedis = o.sessions
+        ? await connectRedis(o.sessions).catch((err: Error) => {
+            throw new CliError(`--sessions: ${err.message}`);
+          })
+        : null;
       const chat = o.chatData ? new PendingChat() : undefined;
       const app = await buildServer({
         chat,
@@ -175,8 +191,9 @@ Examples:
             if (!chat) return;
             try {
               const engine = app.tallrec.engine as unknown as Engine;
-              chat.ready(await createChatRec({ engine, data: { ml100k: o.chatData! }, recommender: o.chatRecommender, log: (m) => app.log.info(m) }));
-              app.log.info("Chat-REC ready: POST /v1/chat");
+              const service = await createChatRec({ engine, data: { ml100k: o.chatData! }, recommender: o.chatRecommender, log: (m) => app.log.info(m) });
+              chat.ready(sessionsRedis ? new RedisSessions(service, sessionsRedis) : service);
+              app.log.info(`Chat-REC ready: POST /v1/chat${o.sessions ? ` (sessions in ${redactUrl(o.sessions)})` : ""}`);
             } catch (err) {
               chat.fail(err as Error);
               app.log.error({ err }, "Chat-REC could not start");
@@ -192,6 +209,7 @@ Examples:
       } finally {
         process.off("SIGINT", stop);
         process.off("SIGTERM", stop);
+        sessionsRedis?.disconnect();
       }
     });
   return addModelOptions(cmd);
