@@ -217,8 +217,9 @@ class Server {
       } catch {
         return { outcome: "bad-error-shape", detail: `${res.status} ${text.slice(0, 200)}` };
       }
-      const keys = Object.keys(body).sort().join(",");
-      if (keys !== "code,error,message,statusCode" || body.statusCode !== res.status) return { outcome: "bad-error-shape", detail: `${res.status} ${text.slice(0, 200)}` };
+      // { statusCode, error, code, message }, plus per-item results where items failed
+      const shaped = body !== null && typeof body === "object" && body.statusCode === res.status && ["error", "code", "message"].every((k) => typeof body[k] === "string");
+      if (!shaped) return { outcome: "bad-error-shape", detail: `${res.status} ${text.slice(0, 200)}` };
       return { outcome: "refused", detail: `${res.status} ${body.code}` };
     }
     if (/"pYes":null|NaN/.test(text)) return { outcome: "silent-null", detail: text.slice(0, 300) };
