@@ -217,6 +217,34 @@ describe.skipIf(!chromium)("the web page in headless Chromium", () => {
     expect(errors).toEqual([]);
   });
 
+  it("starts cold: a new user without ratings, whose history the conversation builds", async () => {
+    await page.click("#tab-chat");
+    const answer = nextChatAnswer();
+    await page.click("#cold");
+    const events = await answer;
+    await page.waitForFunction(() => document.querySelectorAll('#conversation .turn[data-state="done"]').length === 1);
+    const start = events[0] as { sessionId: string; user: string };
+    expect(start.user).toMatch(/^new:.+/);
+    const result = events.at(-1) as { recommendations: Array<{ title: string; item: string }>; notes: string[] };
+    expect(result.notes.some((n) => /has no ratings yet/.test(n))).toBe(true);
+    expect(await page.$eval("#history-title", (e) => e.textContent)).toBe(`New user ${start.user.slice(4)} · 0 ratings`);
+    expect(await page.$$eval("#liked li", (lis) => lis.map((li) => li.textContent))).toEqual(["(none)"]);
+    const shown = await shownRecommendations();
+    expect(shown.map((x) => x.item)).toEqual(result.recommendations.map((r) => r.item));
+    const notes = await page.$$eval("#conversation .turn:last-child .notes p", (ps) => ps.map((p) => p.textContent));
+    expect(notes).toEqual(result.notes.map((n) => `note: ${n}`));
+    // "I loved <the first one>": it joins the liked history (the page shows the session's)
+    const title = result.recommendations[0].title;
+    const next = nextChatAnswer();
+    await page.type("#message", `I loved ${title}`);
+    await page.click("#send");
+    await next;
+    await page.waitForFunction((t) => [...document.querySelectorAll("#liked li")].some((li) => li.textContent === t), {}, title);
+    const s = await api("GET", `/v1/chat/${start.sessionId}`);
+    expect(s.body.liked).toEqual([title]);
+    expect(await page.$$eval("#liked li", (lis) => lis.map((li) => li.textContent))).toEqual([title]);
+  });
+
   it("ranks candidates in the playground with both scoring rules, as /v1/rank does", async () => {
     await page.click("#tab-score");
     await page.waitForSelector("#view-score:not([hidden])");

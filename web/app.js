@@ -150,7 +150,7 @@ function setChatEnabled(on) {
 
 function showHistory(s) {
   $("#history").hidden = false;
-  $("#history-title").textContent = `User ${s.user} · ${s.interactions} ratings`;
+  $("#history-title").textContent = s.user.startsWith("new:") ? `New user ${s.user.slice(4)} · ${s.interactions} ratings` : `User ${s.user} · ${s.interactions} ratings`;
   $("#profile").textContent = s.profile ?? "";
   for (const [id, list] of [["#liked", s.liked], ["#disliked", s.disliked]]) {
     const ul = $(id);
@@ -158,10 +158,19 @@ function showHistory(s) {
   }
 }
 
-$("#user-form").addEventListener("submit", async (e) => {
+$("#user-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const user = $("#user").value.trim();
-  if (!user || busy) return;
+  if (user) void startSession(user);
+});
+// a new user without ratings ("new:..."): the conversation builds the history ("I loved Heat")
+$("#cold").addEventListener("click", () => {
+  const id = globalThis.crypto?.randomUUID ? crypto.randomUUID().slice(0, 8) : Math.random().toString(16).slice(2, 10);
+  void startSession(`new:${id}`);
+});
+
+async function startSession(user) {
+  if (busy) return;
   clearError();
   try {
     session = await (await api("POST", "/v1/chat/sessions", { user })).json();
@@ -172,7 +181,7 @@ $("#user-form").addEventListener("submit", async (e) => {
   showHistory(session);
   $("#conversation").replaceChildren();
   await say("");
-});
+}
 
 async function say(message) {
   if (!session || busy) return;
@@ -220,6 +229,8 @@ async function say(message) {
       turn.scrollIntoView({ block: "end" });
     }
     if (turn.dataset.state === "streaming") turn.dataset.state = "error";
+    // what the user said in the chat ("I loved Heat") joins the history TALLRec sees
+    if (turn.dataset.state === "done") showHistory(await (await api("GET", `/v1/chat/${encodeURIComponent(session.sessionId)}`)).json());
   } catch (err) {
     turn.dataset.state = "error";
     recs.replaceChildren();

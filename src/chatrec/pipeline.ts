@@ -157,6 +157,18 @@ export interface TurnOptions {
   count?: number;
 }
 
+/**
+ * User ids that start cold: `new:` followed by anything (e.g. `new:3f2a`) names a user with no
+ * ratings, when the data has no user of that id. The conversation builds their history ("I loved
+ * Heat"), and candidates come from popularity until then.
+ */
+export const NEW_USER_PREFIX = "new:";
+
+/** Whether `id` names a cold-start user (see {@link NEW_USER_PREFIX}). */
+export function isNewUserId(id: string): boolean {
+  return id.startsWith(NEW_USER_PREFIX) && id.length > NEW_USER_PREFIX.length && id.length <= 100;
+}
+
 /** The most characters a message may have. */
 export const MAX_MESSAGE_CHARS = 2000;
 
@@ -266,7 +278,7 @@ export class ChatRec {
 
   /** TALLRec's view of a user in a session: recent history plus what they said in the chat. */
   private userHistory(s: Session): { liked: string[]; disliked: string[]; all: RatedItem[] } {
-    const h = this.histories.get(s.user);
+    const h = !this.histories.has(s.user) && isNewUserId(s.user) ? { interactions: [] as RatedItem[] } : this.histories.get(s.user);
     const t = Number.MAX_SAFE_INTEGER;
     const said = [...s.liked.map((item) => ({ item, rating: 5, timestamp: t })), ...s.disliked.map((item) => ({ item, rating: 1, timestamp: t }))];
     const mentioned = new Set(said.map((x) => x.item));
@@ -283,13 +295,16 @@ export class ChatRec {
   }
 
   /**
-   * Starts a conversation with a user of the interaction data.
+   * Starts a conversation with a user of the interaction data, or with a new user without ratings
+   * (an id `new:...` that the data does not have: see {@link NEW_USER_PREFIX}).
    * @throws ChatRecError (unknown_user) for a user not in the data.
    */
   startSession(user: Id): SessionInfo {
     if ((typeof user !== "string" && typeof user !== "number") || String(user).trim() === "") throw new ChatRecError("bad_request", "user must be a non-empty id");
     const id = String(user).trim();
-    if (!this.histories.has(id)) throw new ChatRecError("unknown_user", `unknown user ${JSON.stringify(id)}: not in the interaction data (${this.histories.size} users)`);
+    if (!this.histories.has(id) && !isNewUserId(id)) {
+      throw new ChatRecError("unknown_user", `unknown user ${JSON.stringify(id)}: not in the interaction data (${this.histories.size} users)`);
+    }
     return this.info(this.sessions.create(id));
   }
 
@@ -473,7 +488,15 @@ export class ChatRec {
             ? `user ${s.user} has no ratings the ${rec.kind} model learnt from, so these are popular movies`
             : `the ${rec.kind} model does not know user ${s.user}, so these are popular movies`,
         );
-        recs = this.popularityModel().recommend(s.user, n, { exclude: "none", filter: (id) => pass(id) });
+        const popular = this.popularityModel();
+        recs = popular.users.has(s.user)
+          ? popular.recommend(s.user, n, { exclude: "none", filter: (id) => pass(id) })
+          : // a new user (see NEW_USER_PREFIX): the most rated items
+            [...this.itemCounts]
+              .filter(([id]) => pass(id))
+              .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+              .slice(0, n)
+              .map(([item, count]) => ({ item, score: count }));
       }
       for (const r of recs) add(r.item, r.score);
     }
