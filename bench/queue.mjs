@@ -68,17 +68,20 @@ const cpuOf = (pid) => {
   }
 };
 let busy = []; // pids whose CPU time counts for the queue modes (workers, redis-server)
+let workerPids = [];
 
 /** Runs batch; wall seconds and CPU seconds (the batch process, by bash's `times`, plus `busy`). */
 function timeBatch(input, out, extra) {
   const c0 = busy.reduce((s, pid) => s + cpuOf(pid), 0);
+  const w0 = workerPids.reduce((s, pid) => s + cpuOf(pid), 0);
   const t = performance.now();
   const r = spawnSync("bash", ["-c", '"$@"; s=$?; times >&2; exit $s', "bash", process.execPath, cli, "--threads", "1", "batch", input, "-o", out, ...modelArgs, "--window", String(window), "-q", ...extra], { env, encoding: "utf8" });
   const wall = (performance.now() - t) / 1000;
   if (r.status !== 0) throw new Error(`batch ${extra.join(" ")} exited ${r.status}: ${r.stderr}`);
   const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stderr.trim());
   const own = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
-  return { wall, cpu: own + busy.reduce((s, pid) => s + cpuOf(pid), 0) - c0 };
+  const workers = workerPids.reduce((s, pid) => s + cpuOf(pid), 0) - w0;
+  return { wall, cpu: own + busy.reduce((s, pid) => s + cpuOf(pid), 0) - c0, workers: workerPids.length ? workers : own };
 }
 
 async function startWorkers(n) {
@@ -116,6 +119,7 @@ function measure(mode) {
   if (mode.workers && !readFileSync(out).equals(readFileSync(local))) throw new Error(`${mode.name}: output differs from local batch`);
   mode.best = Math.min(mode.best, tAll.wall - tOne.wall);
   mode.cpu = Math.min(mode.cpu, tAll.cpu - tOne.cpu);
+  mode.scorer = Math.min(mode.scorer ?? Infinity, tAll.workers - tOne.workers);
   process.stderr.write(`${mode.name}: ${((rowsWanted - 1) / (tAll.wall - tOne.wall)).toFixed(1)} rows/s, ${((1000 * (tAll.cpu - tOne.cpu)) / (rowsWanted - 1)).toFixed(1)} CPU ms/row\n`);
 }
 const stop = async (ws) => {
@@ -126,12 +130,15 @@ try {
   for (let r = 0; r < reps; r++) {
     load.push(loadavg()[0]);
     busy = [];
+    workerPids = [];
     measure(modes[0]);
     const a = await startWorkers(1);
     busy = [redis.pid, a[0].pid];
+    workerPids = [a[0].pid];
     measure(modes[1]);
     const b = await startWorkers(1);
     busy = [redis.pid, a[0].pid, b[0].pid];
+    workerPids = [a[0].pid, b[0].pid];
     measure(modes[2]);
     await stop([...a, ...b]);
   }
@@ -139,10 +146,10 @@ try {
   redis.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 }
-const results = modes.map((m) => ({ name: m.name, rps: (rowsWanted - 1) / m.best, bytes: m.bytes, cpuMs: (1000 * m.cpu) / (rowsWanted - 1) }));
+const results = modes.map((m) => ({ name: m.name, rps: (rowsWanted - 1) / m.best, bytes: m.bytes, cpuMs: (1000 * m.cpu) / (rowsWanted - 1), scorerMs: (1000 * m.scorer) / (rowsWanted - 1) }));
 const [loc, w1, w2] = results;
 console.log(`\n${rowsWanted} TALLRec rows, --window ${window}, one thread per process, model ${arg("model", "tiny")}; best of ${reps}; load average before each repetition: ${load.map((l) => l.toFixed(1)).join(", ")} on ${cpus().length} cores`);
-console.log("| mode | rows/s | vs local batch | vs 1 worker | CPU ms per row (all processes) | bytes through Redis per row |");
-console.log("| --- | --- | --- | --- | --- | --- |");
-for (const r of results) console.log(`| ${r.name} | ${r.rps.toFixed(1)} | ${(r.rps / loc.rps).toFixed(2)}x | ${r === loc ? "" : `${(r.rps / w1.rps).toFixed(2)}x`} | ${r.cpuMs.toFixed(1)} | ${r.bytes ? (r.bytes / rowsWanted).toFixed(0) : ""} |`);
+console.log("| mode | rows/s | vs local batch | vs 1 worker | CPU ms per row: all processes | of which the scoring processes | bytes through Redis per row |");
+console.log("| --- | --- | --- | --- | --- | --- | --- |");
+for (const r of results) console.log(`| ${r.name} | ${r.rps.toFixed(1)} | ${(r.rps / loc.rps).toFixed(2)}x | ${r === loc ? "" : `${(r.rps / w1.rps).toFixed(2)}x`} | ${r.cpuMs.toFixed(1)} | ${r.scorerMs.toFixed(1)} | ${r.bytes ? (r.bytes / rowsWanted).toFixed(0) : ""} |`);
 console.log(`\noutputs: byte for byte local batch's (checked). 2 workers / 1 worker = ${(w2.rps / w1.rps).toFixed(2)}x (target >= 1.6x); 1 worker / local = ${(w1.rps / loc.rps).toFixed(2)}x (target >= 0.8x)`);
