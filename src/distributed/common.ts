@@ -69,10 +69,14 @@ export function unpackResults(packed: WindowResult): ScoreResult[] {
   return packed.results.map((r) => (Array.isArray(r) ? { pYes: r[0], logitYes: r[1], logitNo: r[2], tokens: r[3] } : r));
 }
 
-/** Opens a Redis connection from `redis://[user:pass@]HOST:PORT[/DB]`, failing fast when nobody answers. */
-export async function connectRedis(url: string, timeoutMs = 5000): Promise<Redis> {
+/**
+ * Opens a Redis connection from `redis://[user:pass@]HOST:PORT[/DB]`, failing fast when nobody
+ * answers. `retries`: how often a command is retried while the connection is down (null: until it
+ * is back, as BullMQ needs; a request handler wants a number, so that it fails instead of waiting).
+ */
+export async function connectRedis(url: string, timeoutMs = 5000, retries: number | null = null): Promise<Redis> {
   if (!/^rediss?:\/\//i.test(url)) throw new Error(`${url}: a Redis URL looks like redis://HOST:PORT[/DB]`);
-  const conn = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectTimeout: timeoutMs });
+  const conn = new Redis(url, { maxRetriesPerRequest: retries, lazyConnect: true, connectTimeout: timeoutMs });
   conn.on("error", () => {}); // reported through the calls that fail
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -136,7 +136,7 @@ Examples:
       }
       if (o.sessions && !o.chatData) throw new CliError("--sessions keeps Chat-REC sessions: it needs --chat-data", EXIT.USAGE);
       const sessionsRedis = o.sessions
-        ? await connectRedis(o.sessions).catch((err: Error) => {
+        ? await connectRedis(o.sessions, 5000, 2).catch((err: Error) => {
             throw new CliError(`--sessions: ${err.message}`);
           })
         : null;
