@@ -71,13 +71,9 @@ def build_model(torch, a, hp, device, dtype):
     if abs(hp["rope_base"] - 10000.0) > 1e-6:
         raise SystemExit("the peer assumes RoPE base 10000 (transformers' default)")
     t0 = time.time()
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(old)
+    with torch.device(device):  # random init on the GPU (fast), replaced by the GGUF's weights below
+        model = LlamaForCausalLM(cfg)
+    model = model.to(dtype)
     g = Gguf(a.gguf)
     state = {}
     for name, arr in gguf_to_hf(g):

@@ -165,13 +165,14 @@ if (a.part === "headline") {
   const def = roundBudget(shape, nCtx);
   const threads = defaultThreads();
   // contexts (flash attention, micro-batch) and, in each, the runs (workload, sharing, round size)
+  // most informative first (the deadline cuts the tail): the headline already has the defaults
   const matrix =
     mode === "gpu"
       ? [
-          { fa: false, ub: 512, runs: [["independent", true, def], ["independent", false, def], ["independent", true, 1024], ["independent", true, 4096], ["ranking", true, def], ["ranking", false, def]] },
           { fa: true, ub: 512, runs: [["independent", true, def], ["independent", false, def], ["ranking", true, def]] },
+          { fa: true, ub: 2048, runs: [["independent", true, 4096], ["independent", false, 4096]] },
           { fa: false, ub: 2048, runs: [["independent", true, def], ["independent", false, def]] },
-          { fa: true, ub: 2048, runs: [["independent", true, 4096], ["independent", false, 4096], ["independent", true, def]] },
+          { fa: false, ub: 512, runs: [["independent", true, 1024], ["independent", true, 4096], ["independent", true, def], ["independent", false, def], ["ranking", true, def], ["ranking", false, def]] },
         ]
       : [
           { fa: false, ub: 512, runs: [["independent", true, def], ["independent", false, def], ["independent", true, 1024], ["ranking", true, def], ["ranking", false, def]] },
