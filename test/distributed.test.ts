@@ -12,7 +12,10 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { mismatch } from "../src/distributed/common.js";
+import { fitRecommender, loadData } from "../src/chatrec/data.js";
+import { ChatRec } from "../src/chatrec/pipeline.js";
+import { RedisSessions } from "../src/chatrec/session-redis.js";
+import { connectRedis, mismatch } from "../src/distributed/common.js";
 import { repoRoot, sampleRows, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 import { redisMissing, sayRedisSkipped, startRedis, type RedisServer } from "./helpers/redis.js";
@@ -241,6 +244,56 @@ describe.skipIf(!!redisMissing && !CI)("distributed batch through BullMQ on redi
     expect((await fetch(`${a}/v1/chat/${t1.sessionId}`)).status).toBe(404);
     expect((await post(a, { sessionId: t1.sessionId, message: "more" })).status).toBe(404);
     await Promise.all(replicas.map(kill9));
+  });
+
+  it("Redis sessions keep the in-memory store's bounds and expiry, and one session's turns in order across replicas", async () => {
+    // two services without a model (a stand-in scorer), sharing one Redis like two replicas
+    const loaded = await loadData({ ml100k: (await syntheticMovieLens()).dir });
+    const recommender = fitRecommender("popularity", loaded.interactions);
+    const engine = {
+      score: async (inputs: readonly unknown[]) => {
+        await new Promise((r) => setTimeout(r, 20));
+        return inputs.map((_, i) => ({ pYes: 1 / (i + 2), logitYes: 0, logitNo: 0, tokens: 1 }));
+      },
+      generate: async () => {
+        throw new Error("explanations are off");
+      },
+    };
+    const conns = [await connectRedis(redis.url(6)), await connectRedis(redis.url(6))];
+    try {
+      const make = (c: (typeof conns)[number]) =>
+        new RedisSessions(new ChatRec({ engine: engine as never, interactions: loaded.interactions, catalog: loaded.catalog, recommender, explain: false, sessions: { maxSessions: 3, ttlMs: 1500 } }), c);
+      const [a, b] = conns.map(make);
+      const start = async () => {
+        const { sessionId } = a.startSession("7");
+        await a.sync(sessionId);
+        return sessionId;
+      };
+      // turns sent to both replicas at once run one after the other
+      const id = await start();
+      const first = await a.turn(id, "a comedy");
+      const [x, y] = await Promise.all([a.turn(id, "not that one"), b.turn(id, "not that one")]);
+      expect([x.turn, y.turn].sort()).toEqual([2, 3]);
+      const last = x.turn === 3 ? x : y;
+      expect(last.filters.excludeItems).toHaveLength(2);
+      expect(last.filters.excludeItems).toContain(first.recommendations[0].item);
+      await b.load(id);
+      expect(b.session(id).turns).toBe(3);
+      // at most maxSessions (3): the least recently used go first, on every replica
+      const more = [await start(), await start(), await start()];
+      expect(await conns[0].zcard("tallrec:chat:sessions")).toBe(3);
+      await b.load(id);
+      expect(() => b.session(id)).toThrow(/unknown session/);
+      await b.load(more[2]);
+      expect(b.session(more[2]).user).toBe("7");
+      // forgotten ttlMs after the last use
+      await new Promise((r) => setTimeout(r, 1700));
+      await b.load(more[2]);
+      expect(() => b.session(more[2])).toThrow(/unknown session/);
+      expect(await conns[0].exists(`tallrec:chat:session:${more[2]}`)).toBe(0);
+    } finally {
+      for (const c of conns) c.disconnect();
+    }
   });
 });
 
