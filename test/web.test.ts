@@ -239,7 +239,7 @@ describe.skipIf(!chromium)("the web page in headless Chromium", () => {
     await page.type("#message", `I loved ${title}`);
     await page.click("#send");
     await next;
-    await page.waitForFunction((t) => [...document.querySelectorAll("#liked li")].some((li) => li.textContent === t), {}, title);
+    await page.waitForFunction((t) => Array.from(document.querySelectorAll("#liked li")).some((li) => li.textContent === t), {}, title);
     const s = await api("GET", `/v1/chat/${start.sessionId}`);
     expect(s.body.liked).toEqual([title]);
     expect(await page.$$eval("#liked li", (lis) => lis.map((li) => li.textContent))).toEqual([title]);
