@@ -41,6 +41,14 @@ function fromStored(x: Stored): Session {
   return { ...x, shown: new Set(x.shown), queue: Promise.resolve() };
 }
 
+// drops the least recently used sessions beyond ARGV[1], atomically (concurrent syncs evict once)
+const EVICT = `local n = redis.call("zcard", KEYS[1]) - tonumber(ARGV[1])
+if n <= 0 then return {} end
+local ids = redis.call("zrange", KEYS[1], 0, n - 1)
+redis.call("zremrangebyrank", KEYS[1], 0, n - 1)
+for _, id in ipairs(ids) do redis.call("del", ARGV[2] .. id) end
+return ids`;
+
 const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
 
 /** A {@link ChatRec} whose sessions are shared through Redis. */
@@ -75,6 +83,9 @@ export class RedisSessions implements ChatService {
     const info = this.chat.startSession(user);
     if (this.unsynced.size >= this.chat.sessions.maxSessions) for (const id of this.unsynced) if (!this.chat.sessions.get(id)) this.unsynced.delete(id);
     this.unsynced.add(info.sessionId);
+    // shared at once also for callers that do not call sync() (it is queued on the connection
+    // before any later command about this session)
+    this.sync(info.sessionId).catch(() => {});
     return info;
   }
   session(sessionId: string): SessionInfo {
@@ -115,14 +126,8 @@ export class RedisSessions implements ChatService {
       .zadd(this.index, s.lastUsed, s.id)
       .zremrangebyscore(this.index, "-inf", now - this.ttlMs)
       .exec();
-    const n = await this.redis.zcard(this.index);
-    const max = this.chat.sessions.maxSessions;
-    if (n > max) {
-      const popped = await this.redis.zpopmin(this.index, n - max);
-      const ids = popped.filter((_, i) => i % 2 === 0);
-      if (ids.length) await this.redis.del(...ids.map((id) => this.key(id)));
-      for (const id of ids) this.chat.sessions.delete(id);
-    }
+    const evicted = (await this.redis.eval(EVICT, 1, this.index, this.chat.sessions.maxSessions, this.key(""))) as string[];
+    for (const id of evicted) this.chat.sessions.delete(id);
   }
 
   /** One turn: waits for the session's lock, loads it, runs the turn here, writes it back. */
