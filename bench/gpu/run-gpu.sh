@@ -162,8 +162,10 @@ if [ "$MODE" = gpu ]; then
 fi
 cpu_job() {
   stage build-llama-cpu nice -n 10 node bench/gpu/prebuild.mjs || return 1
-  # the addon's CPU variant, the way users build it, while CUDA still compiles
-  stage build-addon-cpu nice -n 10 env TALLREC_CUDA=0 node native/build.mjs
+  # the addon's CPU variant, the way users build it, while CUDA still compiles (--cpu: exactly
+  # npm install's build, which also links the prebuilt-CUDA variant where that package is installed)
+  if [ "$MODE" = gpu ]; then stage build-addon-cpu nice -n 10 env TALLREC_CUDA=0 node native/build.mjs
+  else stage build-addon-cpu nice -n 10 node native/build.mjs; fi
 }
 cpu_job & cpu_pid=$!
 models_job() {
