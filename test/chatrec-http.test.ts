@@ -78,7 +78,7 @@ describe("POST /v1/chat", () => {
     expect(info.json()).toMatchObject({ sessionId: a.sessionId, user: "2", turns: 2, filters: { excludeItems: [a.recommendations[0].item] } });
   });
 
-  it("streams NDJSON: start, the explanation's pieces, then the result", async () => {
+  it("streams NDJSON: start, the ranked list, the explanation's pieces, then the result", async () => {
     const r = await post({ user: "3", message: "something lighter", stream: true });
     expect(r.statusCode).toBe(200);
     expect(r.headers["content-type"]).toMatch(/^application\/x-ndjson/);
@@ -90,6 +90,12 @@ describe("POST /v1/chat", () => {
     expect(result.type).toBe("result");
     expect(result.sessionId).toBe(events[0].sessionId);
     expect(texts.map((e) => e.text).join("").trim()).toBe(result.explanation);
+    // the ranked list comes once, before the first piece of the explanation, and is the result's
+    const ranked = events.findIndex((e) => e.type === "recommendations");
+    expect(events.filter((e) => e.type === "recommendations")).toHaveLength(1);
+    expect(ranked).toBeGreaterThan(0);
+    expect(ranked).toBeLessThan(events.findIndex((e) => e.type === "text"));
+    expect(events[ranked].recommendations).toEqual(result.recommendations);
     expect(result.filters.mood).toBe("lighter");
     expect(result.intent).toBeUndefined();
   });

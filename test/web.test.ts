@@ -166,6 +166,12 @@ describe.skipIf(!chromium)("the web page in headless Chromium", () => {
     const events = await answer;
     await page.waitForSelector('#conversation .turn[data-state="done"]');
     expect(events[0]).toMatchObject({ type: "start", user: "42" });
+    // the ranked list arrived before the explanation's first words, and the page showed it then
+    const rankedAt = events.findIndex((e) => e.type === "recommendations");
+    expect(rankedAt).toBeGreaterThan(0);
+    const firstText = events.findIndex((e) => e.type === "text");
+    if (firstText >= 0) expect(rankedAt).toBeLessThan(firstText);
+    expect(await page.$eval("#conversation .turn:last-child", (e) => (e as HTMLElement).dataset.ranked)).toBe("true");
     const result = events.at(-1) as { type: string; recommendations: Array<{ item: string; title: string; pYes: number; recScore: number | null }>; explanation: string };
     expect(result.type).toBe("result");
     const texts = events.filter((e) => e.type === "text").map((e) => e.text).join("");

@@ -203,7 +203,11 @@ async function say(message) {
     let buf = "";
     const handle = (ev) => {
       if (ev.type === "text") explanation.textContent += ev.text;
-      else if (ev.type === "result") {
+      else if (ev.type === "recommendations") {
+        // ranked before the explanation is generated: show the list while the words stream in
+        recs.replaceChildren(ev.recommendations.length ? recommendationList(ev.recommendations) : el("p", { class: "muted" }, "(nothing to recommend)"));
+        turn.dataset.ranked = "true";
+      } else if (ev.type === "result") {
         recs.replaceChildren(ev.recommendations.length ? recommendationList(ev.recommendations) : el("p", { class: "muted" }, "(nothing to recommend)"));
         explanation.textContent = ev.explanation;
         notes.replaceChildren(...ev.notes.map((n) => el("p", {}, `note: ${n}`)));

@@ -175,7 +175,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         description:
           "Send { user, message } to start a conversation or { sessionId, message } to continue one. The recommender proposes candidates, " +
           "TALLRec re-ranks them for the user, the model explains the choice; follow-ups such as \"something lighter\", \"not that one\" or " +
-          "\"more like the second\" refine the last answer. With stream: true the answer is NDJSON events (start, text pieces, result).",
+          "\"more like the second\" refine the last answer. With stream: true the answer is NDJSON events (start, recommendations once ranked, text pieces, result).",
         tags: ["chat"],
         body: CHAT_BODY_SCHEMA,
         response: { 200: CHAT_RESPONSE_SCHEMA, ...errors },
@@ -212,7 +212,8 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
       const out = new PassThrough();
       const event = (e: Record<string, unknown>) => out.write(`${JSON.stringify(e)}\n`);
       event({ type: "start", sessionId, user });
-      service.turn(sessionId, body.message, { ...options, onText: (text) => event({ type: "text", text }) }).then(
+      const onRecommendations = (recommendations: readonly unknown[], notes: readonly string[]) => event({ type: "recommendations", recommendations, notes });
+      service.turn(sessionId, body.message, { ...options, onRecommendations, onText: (text) => event({ type: "text", text }) }).then(
         (result) => {
           const { intent: _intent, ...rest } = result;
           out.end(`${JSON.stringify({ type: "result", ...rest })}\n`);
