@@ -37,6 +37,17 @@ it("serves /v1/chat: 503 until Chat-REC is ready, then sessions with follow-ups"
     expect(next.json().recommendations.map((r: { item: string }) => r.item)).not.toContain(top);
     const unknown = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 99999, message: "hi" } });
     expect(unknown.statusCode).toBe(404);
+    // issue 11, D14: a session id past the router's parameter limit answers in the server's error shape
+    for (const method of ["GET", "DELETE"] as const) {
+      const long = await app.inject({ method, url: `/v1/chat/${"s".repeat(101)}` });
+      expect(long.statusCode).toBeGreaterThanOrEqual(400);
+      expect(long.statusCode).toBeLessThan(500);
+      const j = long.json();
+      expect(j.statusCode, method).toBe(long.statusCode);
+      expect(typeof j.error).toBe("string");
+      expect(typeof j.code).toBe("string");
+      expect(typeof j.message).toBe("string");
+    }
   } finally {
     await app.close();
   }
