@@ -103,7 +103,7 @@ const RECOMMENDATION_SCHEMA = {
   },
 } as const;
 
-const ERROR_SCHEMA = {
+export const ERROR_SCHEMA = {
   type: "object",
   properties: { statusCode: { type: "integer" }, error: { type: "string" }, code: { type: "string" }, message: { type: "string" } },
 } as const;
@@ -126,7 +126,7 @@ export const CHAT_RESPONSE_SCHEMA = {
   },
 } as const;
 
-const SESSION_SCHEMA = {
+export const SESSION_SCHEMA = {
   type: "object",
   properties: {
     sessionId: { type: "string" },

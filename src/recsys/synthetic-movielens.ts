@@ -34,6 +34,7 @@ import { join } from "node:path";
 
 import { MOVIELENS_100K_GENRES } from "./data.js";
 import { InvalidArgumentError } from "./errors.js";
+import { foldTitle } from "./items.js";
 import { DEFAULT_SEED, Rng } from "./seed.js";
 
 /** An item to include by name (e.g. well-known films that a test refers to). */
@@ -150,17 +151,6 @@ interface Item {
   series: number; // -1: none
 }
 
-/** Folded form of a title for uniqueness: lower case, no accents, no year, no punctuation. */
-function fold(title: string): string {
-  return title
-    .normalize("NFD")
-    .replace(/[\u0300-\u036f]/g, "")
-    .toLowerCase()
-    .replace(/\(\s*\d{4}\s*\)\s*$/, "")
-    .replace(/[^\p{L}\p{N}]+/gu, " ")
-    .trim();
-}
-
 /** A title in MovieLens's style, without its year. */
 function makeName(rng: Rng): string {
   const r = rng.next();
@@ -244,8 +234,8 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
     if (!year) throw new InvalidArgumentError(`titles[${k}]: expected a title ending in "(YEAR)", got ${JSON.stringify(t.title)}`);
     if (/[^\u0000-\u00ff]/.test(t.title)) throw new InvalidArgumentError(`titles[${k}]: ${JSON.stringify(t.title)} has characters outside Latin-1 (u.item is Latin-1)`);
     if (t.title.includes("|") || /[\r\n]/.test(t.title)) throw new InvalidArgumentError(`titles[${k}]: ${JSON.stringify(t.title)} has a "|" or a line break`);
-    if (used.has(fold(t.title))) throw new InvalidArgumentError(`titles[${k}]: duplicate title ${JSON.stringify(t.title)}`);
-    used.add(fold(t.title));
+    if (used.has(foldTitle(t.title))) throw new InvalidArgumentError(`titles[${k}]: duplicate title ${JSON.stringify(t.title)}`);
+    used.add(foldTitle(t.title));
     let series = -1;
     if (t.series !== undefined) {
       if (!seriesIdx.has(t.series)) seriesIdx.set(t.series, seriesNames.push(t.series) - 1);
@@ -264,8 +254,8 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
   const freshName = (): string => {
     for (;;) {
       const name = makeName(rng);
-      if (!used.has(fold(name))) {
-        used.add(fold(name));
+      if (!used.has(foldTitle(name))) {
+        used.add(foldTitle(name));
         return name;
       }
     }
@@ -280,7 +270,7 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
     const name = seriesNames.push(base) - 1;
     for (let k = 0; k < size && id <= nItems - 1; k++) {
       const title = k === 0 ? base : k < 3 ? `${base} ${k + 1}` : `${base}: ${pick(rng, ADJECTIVES)} ${pick(rng, NOUNS)}`;
-      used.add(fold(title));
+      used.add(foldTitle(title));
       addItem(article && k === 0 ? `${title}, ${article[1]}` : title, year, genres, name);
       year = Math.min(1998, year + 1 + rng.nextInt(4));
     }

@@ -12,25 +12,7 @@ import { STATUS_CODES } from "node:http";
 import type { FastifyInstance } from "fastify";
 
 import { ChatRecError } from "../../chatrec/errors.js";
-import type { ChatService } from "../../chatrec/http.js";
-
-const ERROR_SCHEMA = {
-  type: "object",
-  properties: { statusCode: { type: "integer" }, error: { type: "string" }, code: { type: "string" }, message: { type: "string" } },
-} as const;
-
-const SESSION_SCHEMA = {
-  type: "object",
-  properties: {
-    sessionId: { type: "string" },
-    user: { type: "string" },
-    profile: { type: "string" },
-    liked: { type: "array", items: { type: "string" } },
-    disliked: { type: "array", items: { type: "string" } },
-    interactions: { type: "integer" },
-    turns: { type: "integer" },
-  },
-} as const;
+import { ERROR_SCHEMA, SESSION_SCHEMA, type ChatService } from "../../chatrec/http.js";
 
 /** Registers `POST /v1/chat/sessions`. */
 export async function chatSessionRoutes(fastify: FastifyInstance, { service }: { service: ChatService }): Promise<void> {
