@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openWeightFile } from "../src/convert/checkpoint.js";
 import { compilePatternKey } from "../src/convert/pattern.js";
 import { PickleBuilder } from "../src/convert/pickle.js";
-import { crc32 } from "../src/io/crc32.js";
+import { encodeRawZip, type RawZipEntry } from "../src/convert/zip.js";
 import { TINY_LORA_A } from "../src/synth/index.js";
 import { writePeftAdapter } from "../src/synth/hf.js";
 import { repoRoot } from "./helpers/data.js";
@@ -110,56 +110,8 @@ function stateDictPickle(tensors: PickledTensor[]): Uint8Array {
   return p.setitems().stop().finish();
 }
 
-interface ZipFile {
-  name: string;
-  /** Bytes as stored (deflated when `deflated`). */
-  body: Uint8Array;
-  deflated?: boolean;
-  /** Declared uncompressed size (default: the body's length). */
-  size?: number;
-  crc?: number;
-}
-
-/** A minimal zip writer: entries as given, sizes as declared (which may lie). */
-function zip(files: ZipFile[]): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const f of files) {
-    const name = Buffer.from(f.name);
-    const size = f.size ?? f.body.length;
-    const crc = f.crc ?? (f.deflated ? 0 : crc32(f.body));
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(20, 4);
-    lh.writeUInt16LE(f.deflated ? 8 : 0, 8);
-    lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(f.body.length, 18);
-    lh.writeUInt32LE(size, 22);
-    lh.writeUInt16LE(name.length, 26);
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE(20, 4);
-    ch.writeUInt16LE(20, 6);
-    ch.writeUInt16LE(f.deflated ? 8 : 0, 10);
-    ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(f.body.length, 20);
-    ch.writeUInt32LE(size, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(offset, 42);
-    central.push(ch, name);
-    parts.push(lh, name, Buffer.from(f.body));
-    offset += 30 + name.length + f.body.length;
-  }
-  const cd = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(files.length, 8);
-  eocd.writeUInt16LE(files.length, 10);
-  eocd.writeUInt32LE(cd.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cd, eocd]);
-}
+/** A zip whose headers say what the test declares (sizes and CRCs may lie). */
+const zip = (files: RawZipEntry[]): Buffer => Buffer.from(encodeRawZip(files));
 
 /** `n` zero bytes deflated, built in 1 MiB steps (the bomb never exists inflated here). */
 async function deflatedZeros(n: number): Promise<Uint8Array> {
@@ -194,7 +146,7 @@ describe("declared sizes are checked before the work (D11, D12)", () => {
       // lora_A (r, in): every row the same storage row; lora_B (out, r): every column the same storage column
       return isA ? { name: t.name, key: String(i), numel: t.shape[1], shape: [1e6, t.shape[1]], stride: [0, 1] } : { name: t.name, key: String(i), numel: t.shape[0], shape: [t.shape[0], 1e6], stride: [1, 0] };
     });
-    const files: ZipFile[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
+    const files: RawZipEntry[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
     views.forEach((v) => files.push({ name: `archive/data/${v.key}`, body: new Uint8Array(v.numel * 4) }));
     const bin = zip(files);
     expect(bin.length).toBeLessThan(20_000);
@@ -211,7 +163,7 @@ describe("declared sizes are checked before the work (D11, D12)", () => {
     const tensors = await realTensors();
     const bomb = await deflatedZeros(256 << 20); // 256 MiB of zeros in about 256 KB
     const views: PickledTensor[] = tensors.map((t, i) => ({ name: t.name, key: String(i), numel: t.shape[0] * t.shape[1], shape: t.shape, stride: [t.shape[1], 1] }));
-    const files: ZipFile[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
+    const files: RawZipEntry[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
     tensors.forEach((t, i) => files.push(i === 0 ? { name: `archive/data/${i}`, body: bomb, deflated: true, size: t.data.length } : { name: `archive/data/${i}`, body: t.data }));
     const ad = await peftWithBin("bomb", zip(files));
     expect(statSync(join(ad, "adapter_model.bin")).size).toBeLessThan(1 << 20);
@@ -234,7 +186,7 @@ describe("declared sizes are checked before the work (D11, D12)", () => {
     const tensors = await realTensors();
     const bomb = await deflatedZeros(64 << 20);
     const views: PickledTensor[] = tensors.map((t, i) => ({ name: t.name, key: String(i), numel: i === 0 ? 16 << 20 : t.shape[0] * t.shape[1], shape: t.shape, stride: [t.shape[1], 1] }));
-    const files: ZipFile[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
+    const files: RawZipEntry[] = [{ name: "archive/data.pkl", body: stateDictPickle(views) }];
     tensors.forEach((t, i) => files.push(i === 0 ? { name: `archive/data/${i}`, body: bomb, deflated: true, size: 64 << 20 } : { name: `archive/data/${i}`, body: t.data }));
     const ad = await peftWithBin("big-storage", zip(files));
     const r = await runCli(["convert-lora", ad, "-m", m.tiny, "-o", join(dir, "big-storage.gguf")], { timeoutMs: 60_000 });

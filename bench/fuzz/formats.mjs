@@ -2,7 +2,7 @@
 // GGUF values in JSON recipes, a GGUF header patcher, a PyTorch state-dict pickle and a zip
 // writer whose declared sizes may lie). Plain ESM over dist/ (run `npx tsc -p tsconfig.json` first).
 import { PickleBuilder } from "../../dist/convert/pickle.js";
-import { crc32 } from "../../dist/io/crc32.js";
+import { encodeRawZip } from "../../dist/convert/zip.js";
 
 /** mulberry32: a small, fast, seeded generator. */
 export class Rng {
@@ -112,43 +112,4 @@ export function contiguous(shape) {
 }
 
 /** A zip archive; each file { name, body, deflated?, size? (declared; may lie), crc?, method? }. */
-export function zipArchive(files) {
-  const parts = [];
-  const central = [];
-  let offset = 0;
-  for (const f of files) {
-    const name = Buffer.from(f.name);
-    const size = f.size ?? f.body.length;
-    const method = f.method ?? (f.deflated ? 8 : 0);
-    const crc = f.crc ?? (f.deflated ? 0 : crc32(f.body));
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(20, 4);
-    lh.writeUInt16LE(method, 8);
-    lh.writeUInt32LE(crc >>> 0, 14);
-    lh.writeUInt32LE(f.body.length, 18);
-    lh.writeUInt32LE(size >>> 0, 22);
-    lh.writeUInt16LE(name.length, 26);
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE(20, 4);
-    ch.writeUInt16LE(20, 6);
-    ch.writeUInt16LE(method, 10);
-    ch.writeUInt32LE(crc >>> 0, 16);
-    ch.writeUInt32LE(f.body.length, 20);
-    ch.writeUInt32LE(size >>> 0, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(offset, 42);
-    central.push(ch, name);
-    parts.push(lh, name, Buffer.from(f.body));
-    offset += 30 + name.length + f.body.length;
-  }
-  const cd = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(files.length, 8);
-  eocd.writeUInt16LE(files.length, 10);
-  eocd.writeUInt32LE(cd.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cd, eocd]);
-}
+export const zipArchive = (files) => Buffer.from(encodeRawZip(files));

@@ -307,3 +307,63 @@ export function encodeZip(files: ReadonlyArray<{ name: string; data: Uint8Array 
   }
   return out;
 }
+
+/** An entry of {@link encodeRawZip}: bytes as stored, headers as declared. */
+export interface RawZipEntry {
+  name: string;
+  /** The stored bytes (already deflated when `deflated`). */
+  body: Uint8Array;
+  deflated?: boolean;
+  /** Compression method written in the headers (default 8 when `deflated`, else 0). */
+  method?: number;
+  /** Declared uncompressed size (default: the body's length); may lie. */
+  size?: number;
+  /** Declared CRC-32 (default: the body's, or 0 for deflated entries); may lie. */
+  crc?: number;
+}
+
+/**
+ * Builds a zip archive whose headers say what the caller declares, true or not: the hostile-input
+ * tests and the fuzzer (bench/fuzz) make zip bombs and lying entries with it. Use
+ * {@link encodeZip} for well-formed archives.
+ */
+export function encodeRawZip(files: readonly RawZipEntry[]): Uint8Array {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const f of files) {
+    const name = Buffer.from(f.name);
+    const size = f.size ?? f.body.length;
+    const method = f.method ?? (f.deflated ? 8 : 0);
+    const crc = f.crc ?? (f.deflated ? 0 : crc32(f.body));
+    const lh = Buffer.alloc(30);
+    lh.writeUInt32LE(SIG_LOCAL, 0);
+    lh.writeUInt16LE(20, 4);
+    lh.writeUInt16LE(method, 8);
+    lh.writeUInt32LE(crc >>> 0, 14);
+    lh.writeUInt32LE(f.body.length, 18);
+    lh.writeUInt32LE(size >>> 0, 22);
+    lh.writeUInt16LE(name.length, 26);
+    const ch = Buffer.alloc(46);
+    ch.writeUInt32LE(0x02014b50, 0);
+    ch.writeUInt16LE(20, 4);
+    ch.writeUInt16LE(20, 6);
+    ch.writeUInt16LE(method, 10);
+    ch.writeUInt32LE(crc >>> 0, 16);
+    ch.writeUInt32LE(f.body.length, 20);
+    ch.writeUInt32LE(size >>> 0, 24);
+    ch.writeUInt16LE(name.length, 28);
+    ch.writeUInt32LE(offset, 42);
+    central.push(ch, name);
+    parts.push(lh, name, Buffer.from(f.body));
+    offset += 30 + name.length + f.body.length;
+  }
+  const cd = Buffer.concat(central);
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0);
+  eocd.writeUInt16LE(files.length, 8);
+  eocd.writeUInt16LE(files.length, 10);
+  eocd.writeUInt32LE(cd.length, 12);
+  eocd.writeUInt32LE(offset, 16);
+  return new Uint8Array(Buffer.concat([...parts, cd, eocd]));
+}
