@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
 import { Engine } from "../dist/index.js";
-import { renderPrompt } from "../dist/prompt.js";
+import { renderPrompt } from "../dist/engine/prompt.js";
 import { buildLlamaTools, bundleInfo } from "../native/llama.mjs";
 import { benchModel } from "./models.mjs";
 

@@ -66,7 +66,7 @@ async function resolveModel() {
 async function child() {
   const { Engine } = await import("../dist/index.js");
   const { buildServer } = await import("../dist/server/index.js");
-  const { renderPrompt } = await import("../dist/prompt.js");
+  const { renderPrompt } = await import("../dist/engine/prompt.js");
   const { model, lora } = await resolveModel();
   const rows = loadRows();
   const engine = await Engine.load({ model, adapters: lora ? [{ name: "bench", path: lora }] : [], gpu: args.gpu, threads: Number(args.threads) });

@@ -4,7 +4,7 @@
  * The engine (Engine.load / engine.score) scores user–item prompts with a LLaMA GGUF model and
  * TALLRec LoRA adapters over llama.cpp; prompts renders TALLRec's template.
  */
-export { Engine } from "./engine.js";
+export { Engine } from "./engine/engine.js";
 export type {
   AdapterSelection,
   AdapterSpec,
@@ -17,12 +17,12 @@ export type {
   ScoreOptions,
   ScoreResult,
   ScoreStats,
-} from "./engine.js";
-export { INSTRUCTIONS, RESPONSE_MARKER, parseInput, promptText, renderInput, renderPrompt, toInstructionPrompt } from "./prompt.js";
-export type { Book, Domain, InstructionPrompt, PromptInput, StructuredPrompt } from "./prompt.js";
-export { SCORING_RULES, probabilityYes, sigmoid } from "./scoring.js";
-export type { ScoringRule } from "./scoring.js";
-export type { Backend, GpuMode } from "./native.js";
+} from "./engine/engine.js";
+export { INSTRUCTIONS, RESPONSE_MARKER, parseInput, promptText, renderInput, renderPrompt, toInstructionPrompt } from "./engine/prompt.js";
+export type { Book, Domain, InstructionPrompt, PromptInput, StructuredPrompt } from "./engine/prompt.js";
+export { SCORING_RULES, probabilityYes, sigmoid } from "./engine/scoring.js";
+export type { ScoringRule } from "./engine/scoring.js";
+export type { Backend, GpuMode } from "./engine/native.js";
 export { convertHfModel, convertPeftLora, mergeLora, quantizeModel, quantizationTypes, ConvertError } from "./convert/index.js";
-export type { ChatMessage, GenerateOptions, GenerateResult } from "./generation.js";
+export type { ChatMessage, GenerateOptions, GenerateResult } from "./engine/generation.js";
 export { ChatRec, createChatRec, ChatRecError } from "./chatrec/index.js";

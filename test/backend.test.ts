@@ -8,8 +8,8 @@ import { join } from "node:path";
 
 import { expect, it } from "vitest";
 
-import { Engine } from "../src/engine.js";
-import { loadBinding } from "../src/native.js";
+import { Engine } from "../src/engine/engine.js";
+import { loadBinding } from "../src/engine/native.js";
 import { repoRoot } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
 

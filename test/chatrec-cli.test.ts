@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ChatRec } from "../src/chatrec/index.js";
 import { runChat } from "../src/cli/commands/chat.js";
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/recsys/index.js";
 import { hasRealMl100k, ml100kDir, repoRoot, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -20,9 +20,9 @@ import {
   type ChatEngine,
   type TurnResult,
 } from "../src/chatrec/index.js";
-import { Engine } from "../src/engine.js";
-import type { ChatMessage } from "../src/generation.js";
-import { promptText } from "../src/prompt.js";
+import { Engine } from "../src/engine/engine.js";
+import type { ChatMessage } from "../src/engine/generation.js";
+import { promptText } from "../src/engine/prompt.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender, loadMovieLens100k, type MovieLens100k } from "../src/recsys/index.js";
 import { hasRealMl100k, ml100kDir, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ChatRec, chatRoutes, SessionStore } from "../src/chatrec/index.js";
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/recsys/index.js";
 import { testModels } from "./helpers/models.js";
 

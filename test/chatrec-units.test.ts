@@ -32,7 +32,7 @@ import {
   zScores,
   type Intent,
 } from "../src/chatrec/index.js";
-import { parseInput, renderInput } from "../src/prompt.js";
+import { parseInput, renderInput } from "../src/engine/prompt.js";
 import {
   evaluateRanking,
   evaluateRatings,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { parseCsv } from "../src/io/index.js";
-import { Engine, type Score } from "../src/engine.js";
+import { Engine, type Score } from "../src/engine/engine.js";
 import { fixturesDir, repoRoot, sampleFile, sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 

@@ -20,12 +20,12 @@ import { convertLoraCommand, convertModelCommand, mergeCommand, quantizeCommand 
 import { ConvertError } from "../src/convert/errors.js";
 import { mergeLora } from "../src/convert/merge.js";
 import { quantizationTypes, quantizeModel } from "../src/convert/quantize.js";
-import { Engine, type Score } from "../src/engine.js";
+import { Engine, type Score } from "../src/engine/engine.js";
 import { f32ToF16Bits } from "../src/gguf/float.js";
 import { openGgufSync, readTensorBytes, readTensorF32, readTensorF64 } from "../src/gguf/reader.js";
 import { GgmlType, type GgufMetadataEntry } from "../src/gguf/types.js";
 import { writeGguf } from "../src/gguf/writer.js";
-import { renderPrompt } from "../src/prompt.js";
+import { renderPrompt } from "../src/engine/prompt.js";
 import { writeHfLlamaModel, writePeftAdapter } from "../src/synth/hf.js";
 import { generateLora, TINY_LORA_A } from "../src/synth/index.js";
 import { sampleRows } from "./helpers/data.js";

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import llamaTokenizer from "llama-tokenizer-js";
 
-import { Engine, type Score, type ScoreResult } from "../src/engine.js";
-import { promptText, renderPrompt } from "../src/prompt.js";
+import { Engine, type Score, type ScoreResult } from "../src/engine/engine.js";
+import { promptText, renderPrompt } from "../src/engine/prompt.js";
 import { hasRealTallrec, realTallrecRows, samplePrompts, sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 import { cachedError, invarianceBound } from "./reference/error-model.js";

@@ -10,7 +10,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { generateLora, LLAMA_PRESETS } from "../src/synth/index.js";
 import { repoRoot } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

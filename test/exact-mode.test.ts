@@ -9,7 +9,7 @@ import { join } from "node:path";
 
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { renderPrompt } from "../src/prompt.js";
+import { renderPrompt } from "../src/engine/prompt.js";
 import { repoRoot, sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 import { cachedError, referenceBound } from "./reference/error-model.js";

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine } from "../src/engine.js";
-import { renderPrompt } from "../src/prompt.js";
+import { Engine } from "../src/engine/engine.js";
+import { renderPrompt } from "../src/engine/prompt.js";
 import { testModels } from "./helpers/models.js";
 import { loadReference } from "./reference/llama64.js";
 

@@ -13,7 +13,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { rewriteGguf } from "../src/gguf/rewrite.js";
 import { buildServer } from "../src/server/index.js";
 import { cliPath, MUTANTS, writeMutant } from "./helpers/hostile.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { planScoring, roundBudget, type PlanLimits } from "../src/plan.js";
+import { planScoring, roundBudget, type PlanLimits } from "../src/engine/plan.js";
 import { KvSimulator } from "./helpers/kvsim.js";
 
 /** Deterministic PRNG for generated prompt sets. */

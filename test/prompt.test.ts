@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { INSTRUCTIONS, parseInput, promptText, renderInput, renderPrompt } from "../src/prompt.js";
+import { INSTRUCTIONS, parseInput, promptText, renderInput, renderPrompt } from "../src/engine/prompt.js";
 import { hasRealTallrec, realTallrecRows, sampleRows, type TallrecRow } from "./helpers/data.js";
 
 /** Each row renders from its parsed fields exactly as the row itself; returns how many had no liked items. */

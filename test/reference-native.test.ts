@@ -20,8 +20,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine, type Score } from "../src/engine.js";
-import { renderPrompt } from "../src/prompt.js";
+import { Engine, type Score } from "../src/engine/engine.js";
+import { renderPrompt } from "../src/engine/prompt.js";
 import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";
 import { cachedError, referenceBound } from "./reference/error-model.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "../src/server/batcher.js";
+import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "../src/engine/scheduler.js";
 
 interface Call {
   group: string;

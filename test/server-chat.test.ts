@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 
 import { createChatRec } from "../src/chatrec/setup.js";
 import { PendingChat } from "../src/cli/commands/serve.js";
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { buildServer } from "../src/server/index.js";
 import { syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine, type ScoreInput, type ScoreOptions } from "../src/engine.js";
+import { Engine, type ScoreInput, type ScoreOptions } from "../src/engine/engine.js";
 import { buildServer, type ServerEngine, type ServerOptions } from "../src/server/index.js";
 import { sampleRows } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine, type Score, type ScoreInput, type ScoreResult } from "../src/engine.js";
-import { promptText, type StructuredPrompt } from "../src/prompt.js";
+import { Engine, type Score, type ScoreInput, type ScoreResult } from "../src/engine/engine.js";
+import { promptText, type StructuredPrompt } from "../src/engine/prompt.js";
 import { buildServer, engineLoaded, type ServerEngine } from "../src/server/index.js";
 import { sampleRows } from "./helpers/data.js";
 import { relDiff, testModels } from "./helpers/models.js";

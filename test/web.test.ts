@@ -21,7 +21,7 @@ import puppeteer, { type Browser, type HTTPResponse, type Page } from "puppeteer
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createChatRec } from "../src/chatrec/setup.js";
-import { Engine } from "../src/engine.js";
+import { Engine } from "../src/engine/engine.js";
 import { buildServer } from "../src/server/index.js";
 import { syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 import { Engine } from "../../dist/index.js";
-import { planScoring } from "../../dist/plan.js";
-import { renderPrompt } from "../../dist/prompt.js";
+import { planScoring } from "../../dist/engine/plan.js";
+import { renderPrompt } from "../../dist/engine/prompt.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values: a } = parseArgs({

@@ -14,8 +14,8 @@
  *
  * @module
  */
-import type { AdapterSelection, ScoreInput } from "../engine.js";
-import type { Domain } from "../prompt.js";
+import type { AdapterSelection, ScoreInput } from "../engine/engine.js";
+import type { Domain } from "../engine/prompt.js";
 import type { Recommender } from "../recsys/base.js";
 import { InvalidArgumentError } from "../recsys/errors.js";
 import type { Interactions } from "../recsys/interactions.js";
@@ -25,7 +25,7 @@ import { BiasedMfPredictor } from "../recsys/mf.js";
 import { Rng } from "../recsys/seed.js";
 import { leaveLastOut, randomSplit } from "../recsys/split.js";
 import { topK } from "../recsys/topk.js";
-import type { ScoringRule } from "../scoring.js";
+import type { ScoringRule } from "../engine/scoring.js";
 import { fitRecommender, RECOMMENDER_NAMES, type RecommenderKind } from "./data.js";
 import { HistoryIndex, tallrecPrompt, titledHistory, type HistoryOptions } from "./history.js";
 import { GlobalMeanPredictor, ItemKnnRatingPredictor } from "./knn-rating.js";

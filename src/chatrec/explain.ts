@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { AdapterSelection } from "../engine.js";
-import type { ChatMessage, GenerateResult } from "../generation.js";
+import type { AdapterSelection } from "../engine/engine.js";
+import type { ChatMessage, GenerateResult } from "../engine/generation.js";
 import type { Generator } from "./intent.js";
 import type { ChatTurn } from "./session.js";
 

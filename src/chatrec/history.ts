@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Domain, StructuredPrompt } from "../prompt.js";
+import type { Domain, StructuredPrompt } from "../engine/prompt.js";
 import type { Id, Interactions } from "../recsys/interactions.js";
 import type { ItemCatalog } from "../recsys/items.js";
 import { ChatRecError } from "./errors.js";

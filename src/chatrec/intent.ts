@@ -14,8 +14,8 @@
  *
  * @module
  */
-import type { ChatMessage, GenerateOptions, GenerateResult } from "../generation.js";
-import type { AdapterSelection } from "../engine.js";
+import type { ChatMessage, GenerateOptions, GenerateResult } from "../engine/generation.js";
+import type { AdapterSelection } from "../engine/engine.js";
 import { MOVIELENS_100K_GENRES } from "../recsys/data.js";
 import { foldTitle, type ItemCatalog } from "../recsys/items.js";
 

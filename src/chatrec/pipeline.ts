@@ -18,14 +18,14 @@
  *
  * @module
  */
-import type { AdapterSelection } from "../engine.js";
-import type { Domain } from "../prompt.js";
+import type { AdapterSelection } from "../engine/engine.js";
+import type { Domain } from "../engine/prompt.js";
 import { EmptyHistoryError, UnknownIdError } from "../recsys/errors.js";
 import type { Id, Interactions } from "../recsys/interactions.js";
 import { ItemCatalog, type ItemInfo } from "../recsys/items.js";
 import type { ItemSimilarity, Recommender } from "../recsys/base.js";
 import { PopularityRecommender } from "../recsys/popularity.js";
-import type { ScoringRule } from "../scoring.js";
+import type { ScoringRule } from "../engine/scoring.js";
 import { embeddingsOf, nearestByText, type Embedder } from "./coldstart.js";
 import { ChatRecError } from "./errors.js";
 import { explain, type ExplainOptions } from "./explain.js";

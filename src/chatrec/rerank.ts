@@ -14,9 +14,9 @@
  *
  * @module
  */
-import type { AdapterSelection, ScoreInput, ScoreOptions, ScoreResult } from "../engine.js";
-import type { Domain } from "../prompt.js";
-import type { ScoringRule } from "../scoring.js";
+import type { AdapterSelection, ScoreInput, ScoreOptions, ScoreResult } from "../engine/engine.js";
+import type { Domain } from "../engine/prompt.js";
+import type { ScoringRule } from "../engine/scoring.js";
 import { ChatRecError } from "./errors.js";
 import { tallrecPrompt, type TitledHistory } from "./history.js";
 

@@ -6,8 +6,8 @@ import { basename, extname } from "node:path";
 
 import { Command, InvalidArgumentError, Option } from "commander";
 
-import { Engine, type AdapterSpec, type EngineOptions } from "../engine.js";
-import type { GpuMode } from "../native.js";
+import { Engine, type AdapterSpec, type EngineOptions } from "../engine/engine.js";
+import type { GpuMode } from "../engine/native.js";
 
 /** Exit codes: 0 ok, 1 failure, 2 bad usage, 3 done but some rows failed, 130 interrupted. */
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, PARTIAL: 3, INTERRUPTED: 130 } as const;

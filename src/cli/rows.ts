@@ -6,8 +6,8 @@
  * - structured rows: liked, disliked and target columns (lists in CSV are separated by `--sep`,
  *   JSON arrays are taken as they are) and a domain (`--domain`, or a domain column).
  */
-import type { ScoreInput } from "../engine.js";
-import type { Domain } from "../prompt.js";
+import type { ScoreInput } from "../engine/engine.js";
+import type { Domain } from "../engine/prompt.js";
 import { CliError, EXIT, splitList } from "./common.js";
 
 export interface ColumnOptions {

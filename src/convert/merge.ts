@@ -14,7 +14,7 @@ import { basename } from "node:path";
 import { openGgufSync, readTensorBytes, readTensorF64, type GgufFile, type GgufTensorInfo } from "../gguf/reader.js";
 import { GgmlType, GgufError, type GgufMetadataEntry } from "../gguf/types.js";
 import { gv, kv, writeGguf, type GgufTensorSpec, type GgufWritableType } from "../gguf/writer.js";
-import { checkAdapterFile, checkModelFile } from "../validate.js";
+import { checkAdapterFile, checkModelFile } from "../engine/validate.js";
 import { ConvertError } from "./errors.js";
 
 /** An adapter to merge, with its user scale (default 1). */

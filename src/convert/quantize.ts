@@ -8,8 +8,8 @@ import { resolve } from "node:path";
 
 import { openGgufSync } from "../gguf/reader.js";
 import { GgufError } from "../gguf/types.js";
-import { loadBinding } from "../native.js";
-import { checkModelFile } from "../validate.js";
+import { loadBinding } from "../engine/native.js";
+import { checkModelFile } from "../engine/validate.js";
 import { ConvertError } from "./errors.js";
 
 /** Options of {@link quantizeModel}. */

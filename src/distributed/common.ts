@@ -15,8 +15,8 @@ import { createReadStream, statSync } from "node:fs";
 
 import { Redis } from "ioredis";
 
-import type { ScoreInput, ScoreResult } from "../engine.js";
-import type { ScoringRule } from "../scoring.js";
+import type { ScoreInput, ScoreResult } from "../engine/engine.js";
+import type { ScoringRule } from "../engine/scoring.js";
 
 /** The BullMQ queue both sides use unless told otherwise. */
 export const DEFAULT_QUEUE_NAME = "tallrec-batch";

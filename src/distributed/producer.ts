@@ -17,8 +17,8 @@
 import { Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 
-import type { AdapterSpec, ScoreInput, ScoreResult } from "../engine.js";
-import type { ScoringRule } from "../scoring.js";
+import type { AdapterSpec, ScoreInput, ScoreResult } from "../engine/engine.js";
+import type { ScoringRule } from "../engine/scoring.js";
 import { connectRedis, DEFAULT_QUEUE_NAME, sha256File, sha256Text, unpackResults, type Digested, type EngineFlags, type WindowJob, type WindowResult } from "./common.js";
 
 export interface QueueScorerOptions {

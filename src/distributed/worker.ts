@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 
-import type { AdapterSpec, Engine } from "../engine.js";
+import type { AdapterSpec, Engine } from "../engine/engine.js";
 import { connectRedis, DEFAULT_QUEUE_NAME, mismatch, packResults, sha256File, type Digested, type EngineFlags, type WindowJob, type WindowResult } from "./common.js";
 
 export interface ScoreWorkerOptions {

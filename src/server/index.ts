@@ -5,8 +5,8 @@
  */
 export { buildServer, engineLoaded, resolveLimits } from "./app.js";
 export type { ServerOptions } from "./app.js";
-export { Batcher, BatcherClosedError, QueueFullError } from "./batcher.js";
-export type { BatchInfo, BatcherOptions, BatcherStats, JobResult, SubmitOptions } from "./batcher.js";
+export { Batcher, BatcherClosedError, QueueFullError } from "../engine/scheduler.js";
+export type { BatchInfo, BatcherOptions, BatcherStats, JobResult, SubmitOptions } from "../engine/scheduler.js";
 export { formatSchemaErrors, HttpError } from "./errors.js";
 export { ServerMetrics } from "./metrics.js";
 export { resolveInside } from "./routes/adapters.js";

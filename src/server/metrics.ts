@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
-import type { BatcherStats } from "./batcher.js";
+import type { BatcherStats } from "../engine/scheduler.js";
 import { globalPlugin } from "./plugin.js";
 
 /** The server's metric objects. */

@@ -12,7 +12,7 @@
  * item's `{ id, error }` in the results and the other items are scored.
  */
 import { MAX_LORA_SCALE } from "../gguf/checks.js";
-import { SCORING_RULES } from "../scoring.js";
+import { SCORING_RULES } from "../engine/scoring.js";
 
 /** Deep-readonly JSON schema objects (plain data). */
 export type Schema = Record<string, unknown>;

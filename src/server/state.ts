@@ -2,10 +2,10 @@
  * What the routes share: the engine (once loaded), the batcher in front of it, metrics, limits,
  * and the adapter rules.
  */
-import type { Engine, ScoreResult } from "../engine.js";
-import type { PromptInput } from "../prompt.js";
-import type { ScoringRule } from "../scoring.js";
-import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "./batcher.js";
+import type { Engine, ScoreResult } from "../engine/engine.js";
+import type { PromptInput } from "../engine/prompt.js";
+import type { ScoringRule } from "../engine/scoring.js";
+import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "../engine/scheduler.js";
 import { HttpError } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 

@@ -4,7 +4,7 @@
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 
-import type { PromptInput, StructuredPrompt } from "../prompt.js";
+import type { PromptInput, StructuredPrompt } from "../engine/prompt.js";
 import { formatSchemaErrors, HttpError, type SchemaError } from "./errors.js";
 import type { Schema } from "./schemas.js";
 

@@ -6,7 +6,7 @@
  * (a token sees the cells of its first sequence id at positions <= its own), and records for
  * every cell the exact token sequence its key/value were computed from.
  */
-import { STEP_CLEAR, STEP_DECODE, STEP_REMOVE_FROM, type Plan, type PlanLimits } from "../../src/plan.js";
+import { STEP_CLEAR, STEP_DECODE, STEP_REMOVE_FROM, type Plan, type PlanLimits } from "../../src/engine/plan.js";
 
 interface Cell {
   token: number;

@@ -8,10 +8,10 @@ import { resolve as resolvePath } from "node:path";
 
 import { DEFAULT_QUEUE_NAME, redactUrl, sha256Text } from "../../distributed/common.js";
 import { QueueScorer } from "../../distributed/producer.js";
-import type { ScoreInput, ScoreResult } from "../../engine.js";
+import type { ScoreInput, ScoreResult } from "../../engine/engine.js";
 import { formatCsvRow, formatJsonlRow, openResumableOutput, openRows, TextWriter, type Row, type RowFormat } from "../../io/index.js";
 import { sameFileAs } from "../../io/same-file.js";
-import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
+import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, loraSpecs, makeLog, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
 import { DEFAULT_COLUMNS, promptReader, type ColumnOptions, type RowToPrompt } from "../rows.js";

@@ -11,7 +11,7 @@ import { ChatRecError } from "../../chatrec/errors.js";
 import { fitRecommender, loadData, loadRecommenderFile, RECOMMENDER_KINDS, RECOMMENDER_NAMES, type LoadedData, type RecommenderKind } from "../../chatrec/data.js";
 import { ChatRec, describeFilters, type Recommended, type SessionInfo } from "../../chatrec/pipeline.js";
 import type { Recommender } from "../../recsys/base.js";
-import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
+import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, positiveIntArg, type ModelOptions } from "../common.js";
 
 interface ChatOptions extends ModelOptions {

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 
 import { Command } from "commander";
 
-import { Engine } from "../../engine.js";
+import { Engine } from "../../engine/engine.js";
 import { openRows } from "../../io/index.js";
 import { ensureTestModels } from "../../synth/index.js";
 import { allOptions, CliError, makeLog, positiveIntArg } from "../common.js";
@@ -51,7 +51,7 @@ export function demoCommand(): Command {
       say("      Its scores, and the AUC below, are meaningless: this shows the pipeline, not a result.\n");
 
       const file = dataFile();
-      const examples: Array<{ index: number; label: 0 | 1; prompt: import("../../engine.js").ScoreInput }> = [];
+      const examples: Array<{ index: number; label: 0 | 1; prompt: import("../../engine/engine.js").ScoreInput }> = [];
       if (file) {
         const source = await openRows(file);
         for await (const row of source) {

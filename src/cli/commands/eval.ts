@@ -1,10 +1,10 @@
 /** `tallrec eval`: AUC, log loss and accuracy of a model + adapter on labelled prompts. */
 import { Command, Option } from "commander";
 
-import type { Engine, ScoreInput } from "../../engine.js";
+import type { Engine, ScoreInput } from "../../engine/engine.js";
 import { formatCsvRow, formatJsonlRow, openRows, TextWriter, type RowFormat } from "../../io/index.js";
 import { summary, type MetricsSummary } from "../../metrics.js";
-import { probabilityYes, SCORING_RULES, type ScoringRule } from "../../scoring.js";
+import { probabilityYes, SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, positiveIntArg, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
 import { DEFAULT_COLUMNS, parseLabel, promptReader, type ColumnOptions } from "../rows.js";

@@ -2,10 +2,10 @@
 import { Command } from "commander";
 
 import { getMetadataNumber, getMetadataString, openGgufSync, type GgufFile } from "../../gguf/index.js";
-import { loadBinding } from "../../native.js";
+import { loadBinding } from "../../engine/native.js";
 import { printable } from "../../printable.js";
-import { RESPONSE_MARKER } from "../../prompt.js";
-import { checkAdapterContent, checkAdapterFile, checkModelFile } from "../../validate.js";
+import { RESPONSE_MARKER } from "../../engine/prompt.js";
+import { checkAdapterContent, checkAdapterFile, checkModelFile } from "../../engine/validate.js";
 import { allOptions, CliError, EXIT } from "../common.js";
 
 interface InspectOptions {

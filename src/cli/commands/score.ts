@@ -1,8 +1,8 @@
 /** `tallrec score`: one user–item pair. */
 import { Command, Option } from "commander";
 
-import type { ScoreInput } from "../../engine.js";
-import { SCORING_RULES, type ScoringRule } from "../../scoring.js";
+import type { ScoreInput } from "../../engine/engine.js";
+import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, splitList, type ModelOptions } from "../common.js";
 
 interface ScoreOptions extends ModelOptions {

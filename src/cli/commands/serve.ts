@@ -14,7 +14,7 @@ import type { ChatService } from "../../chatrec/http.js";
 import { RedisSessions } from "../../chatrec/session-redis.js";
 import { createChatRec } from "../../chatrec/setup.js";
 import { connectRedis, redactUrl } from "../../distributed/common.js";
-import type { Engine } from "../../engine.js";
+import type { Engine } from "../../engine/engine.js";
 import { buildServer, engineLoaded } from "../../server/index.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, modelPath, positiveIntArg, type ModelOptions } from "../common.js";
 

@@ -22,7 +22,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 
 import type { ChatService } from "../../chatrec/http.js";
 import type { Recommended, TurnResult } from "../../chatrec/pipeline.js";
-import type { ChatMessage, GenerateOptions, GenerateResult } from "../../generation.js";
+import type { ChatMessage, GenerateOptions, GenerateResult } from "../../engine/generation.js";
 import { formatSchemaErrors, HttpError, type SchemaError } from "../errors.js";
 import type { ServerState } from "../state.js";
 

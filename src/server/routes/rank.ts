@@ -1,8 +1,8 @@
 /** `POST /v1/rank`: one user's candidates, scored in one engine call and sorted by pYes. */
 import type { FastifyPluginAsync } from "fastify";
 
-import type { Book, Domain, StructuredPrompt } from "../../prompt.js";
-import type { ScoringRule } from "../../scoring.js";
+import type { Book, Domain, StructuredPrompt } from "../../engine/prompt.js";
+import type { ScoringRule } from "../../engine/scoring.js";
 import { candidateSchemaFor, envelopeOf, RANK_RESPONSE_SCHEMA, rankBodySchema } from "../schemas.js";
 import type { ServerState } from "../state.js";
 import { clientGoneSignal, engineItemError, itemErrors, itemId } from "../validation.js";

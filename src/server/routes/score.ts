@@ -1,8 +1,8 @@
 /** `POST /v1/score`: score prompts (TALLRec rows or structured fields) with an adapter. */
 import type { FastifyPluginAsync } from "fastify";
 
-import type { PromptInput } from "../../prompt.js";
-import type { ScoringRule } from "../../scoring.js";
+import type { PromptInput } from "../../engine/prompt.js";
+import type { ScoringRule } from "../../engine/scoring.js";
 import { HttpError } from "../errors.js";
 import { envelopeOf, itemSchemaFor, SCORE_RESPONSE_SCHEMA, scoreBodySchema } from "../schemas.js";
 import type { ServerState } from "../state.js";

@@ -16,7 +16,7 @@ import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMe
 import { planScoring, roundBudget, type Plan } from "./plan.js";
 import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
-import type { GgufFile } from "./gguf/index.js";
+import type { GgufFile } from "../gguf/index.js";
 import { checkAdapterFile, checkLoraScale, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
 
 export interface AdapterSpec {

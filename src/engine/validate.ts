@@ -4,11 +4,11 @@
  * the assert sites), so the model and each adapter are first read with tallrec's own GGUF reader,
  * and every problem is named precisely.
  */
-import { checkLlamaModel, checkLoraAdapter, q } from "./gguf/checks.js";
-import { printable } from "./printable.js";
-import { GgufError, getMetadataString, openGgufSync, readTensorF32, type GgufFile } from "./gguf/index.js";
+import { checkLlamaModel, checkLoraAdapter, q } from "../gguf/checks.js";
+import { printable } from "../printable.js";
+import { GgufError, getMetadataString, openGgufSync, readTensorF32, type GgufFile } from "../gguf/index.js";
 
-export { checkLoraScale, MAX_LORA_SCALE, MAX_LORA_WEIGHT } from "./gguf/checks.js";
+export { checkLoraScale, MAX_LORA_SCALE, MAX_LORA_WEIGHT } from "../gguf/checks.js";
 
 export interface ModelSummary {
   path: string;

@@ -156,7 +156,7 @@ export interface LoadedBinding {
   fallbackReason?: string;
 }
 
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const require = createRequire(import.meta.url);
 const loaded = new Map<string, NativeBinding>();
 
