@@ -5,8 +5,9 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { ChatRec, chatRoutes, SessionStore } from "../src/chatrec/index.js";
+import { ChatRec, SessionStore } from "../src/chatrec/index.js";
 import { Engine } from "../src/engine/engine.js";
+import { chatRoutes } from "../src/server/routes/chat.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/recsys/index.js";
 import { testModels } from "./helpers/models.js";
 

@@ -16,4 +16,4 @@ export * from "./knn-rating.js";
 export * from "./pipeline.js";
 export * from "./setup.js";
 export * from "./eval.js";
-export * from "./http.js";
+export * from "./service.js";

@@ -16,7 +16,7 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 
 import { ChatRecError } from "./errors.js";
-import type { ChatService } from "./http.js";
+import type { ChatService } from "./service.js";
 import type { ChatRec, SessionInfo, TurnOptions, TurnResult } from "./pipeline.js";
 import type { Session } from "./session.js";
 

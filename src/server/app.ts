@@ -22,7 +22,8 @@ import { adapterRoutes } from "./routes/adapters.js";
 import { rankRoutes } from "./routes/rank.js";
 import { scoreRoutes } from "./routes/score.js";
 import { ServerState, type ServerEngine, type ServerLimits } from "./state.js";
-import { chatRoutes, type ChatService } from "../chatrec/http.js";
+import type { ChatService } from "../chatrec/service.js";
+import { chatRoutes } from "./routes/chat.js";
 import { extraRoutes } from "./extras.js";
 
 declare module "fastify" {

@@ -1,15 +1,14 @@
 /**
  * The server's routes for people and other clients (issue 16), registered by `buildServer` in one
- * place: the OpenAI-compatible routes (`routes/openai.ts`); with Chat-REC on, `POST
- * /v1/chat/sessions` (a conversation started without a message, answering the user's history:
- * `routes/chat-sessions.ts`); and the web page (`web.ts`: the files of `web/` at `/`).
+ * place: the OpenAI-compatible routes (`routes/openai.ts`) and the web page (`web.ts`: the files
+ * of `web/` at `/`). Chat-REC's own routes, `POST /v1/chat/sessions` included, are
+ * `routes/chat.ts`.
  *
  * @module
  */
 import type { FastifyInstance } from "fastify";
 
-import type { ChatService } from "../chatrec/http.js";
-import { chatSessionRoutes } from "./routes/chat-sessions.js";
+import type { ChatService } from "../chatrec/service.js";
 import { openaiRoutes } from "./routes/openai.js";
 import type { ServerState } from "./state.js";
 import { webRoutes } from "./web.js";
@@ -22,9 +21,8 @@ export interface ExtraRoutesOptions {
   web?: boolean;
 }
 
-/** Registers the OpenAI-compatible routes, the Chat-REC session route (with chat) and the web page. */
+/** Registers the OpenAI-compatible routes and the web page. */
 export async function extraRoutes(app: FastifyInstance, options: ExtraRoutesOptions): Promise<void> {
   await app.register(openaiRoutes, { state: options.state, ...(options.chat ? { chat: options.chat } : {}) });
-  if (options.chat) await app.register(chatSessionRoutes, { service: options.chat });
   if (options.web ?? true) await app.register(webRoutes);
 }

@@ -10,7 +10,7 @@ import { dirname } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 
 import { ChatRecError } from "../../chatrec/errors.js";
-import type { ChatService } from "../../chatrec/http.js";
+import type { ChatService } from "../../chatrec/service.js";
 import { RedisSessions } from "../../chatrec/session-redis.js";
 import { createChatRec } from "../../chatrec/setup.js";
 import { connectRedis, redactUrl } from "../../distributed/common.js";

@@ -20,7 +20,7 @@ import { PassThrough } from "node:stream";
 
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
-import type { ChatService } from "../../chatrec/http.js";
+import type { ChatService } from "../../chatrec/service.js";
 import type { Recommended, TurnResult } from "../../chatrec/pipeline.js";
 import type { ChatMessage, GenerateOptions, GenerateResult } from "../../engine/generation.js";
 import { formatSchemaErrors, HttpError, type SchemaError } from "../errors.js";

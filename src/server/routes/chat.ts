@@ -1,5 +1,5 @@
 /**
- * `POST /v1/chat`: Chat-REC over HTTP, as a self-contained Fastify plugin.
+ * Chat-REC over HTTP, as a self-contained Fastify plugin.
  *
  * ```ts
  * await app.register(chatRoutes, { service: chatRec });
@@ -11,6 +11,10 @@
  *   (`application/x-ndjson`): `{"type":"start","sessionId",...}`, then one `{"type":"text","text"}`
  *   per piece of the explanation as it is generated, then `{"type":"result",...}` (the same object
  *   as the JSON answer) or `{"type":"error","code","message"}`.
+ * - `POST /v1/chat/sessions` `{ user }`: starts a conversation without a message and answers the
+ *   session (201): the user's profile and the history TALLRec sees (liked, disliked), so that a
+ *   client (the web page) can show it before the first turn. The conversation then goes on with
+ *   `POST /v1/chat` `{ sessionId, message }`.
  * - `GET /v1/chat/:sessionId`: the session (user, history TALLRec sees, filters, turns).
  * - `DELETE /v1/chat/:sessionId`: ends it (204).
  *
@@ -25,24 +29,9 @@ import { PassThrough } from "node:stream";
 
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 
-import { ChatRecError } from "./errors.js";
-import { MAX_MESSAGE_CHARS, type SessionInfo, type TurnOptions, type TurnResult } from "./pipeline.js";
-
-/** What the routes need: a {@link ChatRec} or anything with the same methods. */
-export interface ChatService {
-  startSession(user: string | number): SessionInfo;
-  session(sessionId: string): SessionInfo;
-  turn(sessionId: string, message: string, options?: TurnOptions): Promise<TurnResult>;
-  endSession(sessionId: string): boolean;
-  /**
-   * Sessions kept in a store shared by several servers (`tallrec serve --sessions redis://...`,
-   * session-redis.ts): `load` brings the shared copy of a session into this process before the
-   * calls above read it, `sync` writes this process's copy back (or removes it when ended).
-   * Without them sessions live in this process only.
-   */
-  load?(sessionId: string): Promise<void>;
-  sync?(sessionId: string): Promise<void>;
-}
+import { ChatRecError } from "../../chatrec/errors.js";
+import { MAX_MESSAGE_CHARS, type TurnOptions } from "../../chatrec/pipeline.js";
+import type { ChatService } from "../../chatrec/service.js";
 
 /** Options of {@link chatRoutes}. */
 export interface ChatRoutesOptions {
@@ -162,7 +151,7 @@ function clientGone(request: FastifyRequest, reply: FastifyReply): AbortControll
   return ac;
 }
 
-/** Registers `POST /v1/chat`, `GET /v1/chat/:sessionId` and `DELETE /v1/chat/:sessionId`. */
+/** Registers `POST /v1/chat`, `POST /v1/chat/sessions`, `GET /v1/chat/:sessionId` and `DELETE /v1/chat/:sessionId`. */
 export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify, { service }) => {
   if (!service || typeof service.turn !== "function") throw new TypeError("chatRoutes needs { service } (a ChatRec)");
   const errors = { 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 503: ERROR_SCHEMA };
@@ -225,6 +214,31 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         },
       );
       return reply.type("application/x-ndjson; charset=utf-8").send(out);
+    },
+  );
+
+  fastify.post(
+    "/v1/chat/sessions",
+    {
+      schema: {
+        summary: "Start a Chat-REC conversation for a user, without a message: the user's history",
+        tags: ["chat"],
+        body: {
+          type: "object",
+          required: ["user"],
+          additionalProperties: false,
+          properties: { user: { type: ["string", "integer"], description: "a user of the interaction data" } },
+        },
+        response: { 201: SESSION_SCHEMA, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 503: ERROR_SCHEMA },
+      },
+    },
+    async (request, reply) => {
+      try {
+        const s = await service.startSession((request.body as { user: string | number }).user);
+        return reply.code(201).send(s);
+      } catch (err) {
+        return sendError(reply, err);
+      }
     },
   );
 
