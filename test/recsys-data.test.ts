@@ -21,7 +21,7 @@ import {
   parseMovieLensGenres,
   parseMovieLensItems,
   parseMovieLensRatings,
-  readCsv,
+  readCsvRows as readCsv,
   transposeCsr,
 } from "../src/recsys/index.js";
 import { hasRealMl100k, ml100kDir, syntheticMovieLens } from "./helpers/data.js";

@@ -100,6 +100,23 @@ export interface CsvRecord {
   latin1?: true;
   /** What is wrong with the record (`line N: problem`, several joined by `; `). */
   error?: string;
+  /** The same problems, one by one, for callers that name the field in their own messages. */
+  problems?: CsvProblem[];
+}
+
+/** One thing wrong with a record (see {@link CsvRecord.error}). */
+export interface CsvProblem {
+  /** 1-based physical line the problem is on. */
+  line: number;
+  /** 1-based field the problem is in; absent for whole-record problems (field count, record size). */
+  column?: number;
+  /** What is wrong, e.g. `unterminated quoted field`. */
+  problem: string;
+}
+
+/** A problem as written in {@link CsvRecord.error}: `line N: problem`. */
+function problemText(p: CsvProblem): string {
+  return `line ${p.line}: ${p.problem}`;
 }
 
 export interface CsvReadOptions {
@@ -133,7 +150,7 @@ interface RecState {
   quoteLine: number;
   /** Index of the opening line of the last quoted field that spanned a line break, or -1. */
   lastMultiQ: number;
-  errors: string[];
+  errors: CsvProblem[];
   /** An error was seen after a multi-line quoted field opened. */
   suspect: boolean;
 }
@@ -234,7 +251,8 @@ export class CsvParser {
     let rec = this.rec;
     if (!rec) {
       if (line.oversized) {
-        this.emit({ line: line.lineNo, index: 0, fields: [], byteStart: line.byteStart, byteEnd: line.byteEnd, error: `line ${line.lineNo}: record exceeds ${this.max} bytes` }, false);
+        const problem: CsvProblem = { line: line.lineNo, problem: `record exceeds ${this.max} bytes` };
+        this.emit({ line: line.lineNo, index: 0, fields: [], byteStart: line.byteStart, byteEnd: line.byteEnd, error: problemText(problem), problems: [problem] }, false);
         return;
       }
       if (line.contentLen === 0) return; // blank line
@@ -252,9 +270,8 @@ export class CsvParser {
     if (this.scan(rec, line, rec.lines.length - 1, null)) this.finish(rec, false);
   }
 
-  private addError(rec: RecState, lineNo: number, problem: string, suspicious = true): void {
-    const msg = `line ${lineNo}: ${problem}`;
-    if (!rec.errors.includes(msg)) rec.errors.push(msg);
+  private addError(rec: RecState, lineNo: number, column: number, problem: string, suspicious = true): void {
+    if (!rec.errors.some((e) => e.line === lineNo && e.problem === problem)) rec.errors.push({ line: lineNo, column, problem });
     if (suspicious && rec.lastMultiQ >= 0) rec.suspect = true;
   }
 
@@ -300,7 +317,7 @@ export class CsvParser {
           nextQ = buf.indexOf(QUOTE, i);
           if (nextQ < 0 || nextQ > n) nextQ = n;
         }
-        if (nextQ < e) this.addError(rec, line.lineNo, "quote in unquoted field");
+        if (nextQ < e) this.addError(rec, line.lineNo, rec.fields.length + 1, "quote in unquoted field");
         if (e > seg) rec.cur.push(buf.subarray(seg, e));
         rec.fields.push(rec.cur);
         rec.cur = [];
@@ -318,7 +335,7 @@ export class CsvParser {
             rec.fields.push(rec.cur);
             rec.cur = [];
             rec.mode = FIELD_START;
-            this.addError(rec, rec.lines[rec.quoteLine].lineNo, `unterminated quoted field${forceNote}`);
+            this.addError(rec, rec.lines[rec.quoteLine].lineNo, rec.fields.length, `unterminated quoted field${forceNote}`);
             return true;
           }
           if (buf.length > seg) rec.cur.push(buf.subarray(seg));
@@ -350,7 +367,7 @@ export class CsvParser {
           mode = FIELD_START;
         } else {
           // Spaces after a closing quote are sloppy but not a sign of a stray quote.
-          this.addError(rec, line.lineNo, "unexpected character after closing quote", b !== 0x20 && b !== 0x09);
+          this.addError(rec, line.lineNo, rec.fields.length + 1, "unexpected character after closing quote", b !== 0x20 && b !== 0x09);
           mode = UNQUOTED;
           seg = i;
         }
@@ -391,7 +408,7 @@ export class CsvParser {
       this.resync(rec, rec.lastMultiQ, "");
       return;
     }
-    if (countErr) rec.errors.push(`line ${first.lineNo}: expected ${this.expected} fields, found ${nFields}`);
+    if (countErr) rec.errors.push({ line: first.lineNo, problem: `expected ${this.expected} fields, found ${nFields}` });
     const bufs = rec.fields.map((pieces) => (pieces.length === 1 ? pieces[0] : Buffer.concat(pieces)));
     const { values, latin1 } = decodeRecord(bufs);
     const out: CsvRecord = {
@@ -402,7 +419,10 @@ export class CsvParser {
       byteEnd: rec.lines[rec.lines.length - 1].byteEnd,
     };
     if (latin1) out.latin1 = true;
-    if (rec.errors.length > 0) out.error = rec.errors.join("; ");
+    if (rec.errors.length > 0) {
+      out.error = rec.errors.map(problemText).join("; ");
+      out.problems = rec.errors;
+    }
     this.emit(out, isHeader);
   }
 

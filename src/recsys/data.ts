@@ -7,6 +7,10 @@
  *   names configurable) and CSV items (`item,title,genres`, genres separated
  *   by `|`).
  *
+ * CSV files are read by src/io's CSV parser (quoted fields, CRLF, BOM,
+ * per-record Windows-1252 fallback for bytes that are not UTF-8, recovery
+ * after a stray quote); see {@link readCsvRows}.
+ *
  * Every malformed row raises a {@link DataFormatError} naming file, line and
  * field. Pass `errors: []` in the options to collect those errors instead:
  * bad rows are then skipped and appended to that array. Problems that make
@@ -20,8 +24,8 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { readCsv } from "./csv.js";
-import { DataFormatError } from "./errors.js";
+import { delimiterByte, parseCsv } from "../io/csv.js";
+import { DataFormatError, InvalidArgumentError } from "./errors.js";
 import { type Interactions, InteractionsBuilder } from "./interactions.js";
 import { ItemCatalog, type ItemInfo, yearFromTitle } from "./items.js";
 
@@ -72,7 +76,11 @@ export interface ItemsCsvOptions extends ParseOptions {
   delimiter?: string;
   /** Separator between genres inside the genres field, default `"|"`. */
   genreSeparator?: string;
-  /** Encoding used when a `Buffer` is given, default `"utf8"`. */
+  /**
+   * Encoding used when a `Buffer` is given: `"latin1"` decodes the whole
+   * buffer as Latin-1; `"utf8"` (default) decodes each record as UTF-8, or
+   * as Windows-1252 when its bytes are not valid UTF-8.
+   */
   encoding?: "utf8" | "latin1";
 }
 
@@ -89,7 +97,7 @@ export const MOVIELENS_100K_GENRES: readonly string[] = Object.freeze([
 ]);
 
 /** Collects or throws a row error. */
-function report(err: DataFormatError, options: ParseOptions): void {
+function report(err: DataFormatError, options: Pick<ParseOptions, "errors">): void {
   if (options.errors) options.errors.push(err);
   else throw err;
 }
@@ -118,6 +126,79 @@ function parseNumber(s: string): number | undefined {
 
 function asText(input: string | Buffer, encoding: "utf8" | "latin1"): string {
   return typeof input === "string" ? input : input.toString(encoding);
+}
+
+/** One CSV record with the 1-based line number it starts on. */
+export interface CsvRow {
+  line: number;
+  fields: string[];
+}
+
+/** Options of {@link readCsvRows}. */
+export interface CsvRowsOptions {
+  /** Field delimiter, default `","`. */
+  delimiter?: string;
+  /** How a `Buffer` is decoded, as {@link ItemsCsvOptions.encoding}. */
+  encoding?: "utf8" | "latin1";
+  /** When given, malformed records are skipped and their errors appended here instead of being thrown. */
+  errors?: DataFormatError[];
+}
+
+/**
+ * Splits CSV text into records with src/io's parser (no header handling, no
+ * field count check). Blank lines are skipped.
+ * @param file label used in error messages.
+ * @throws InvalidArgumentError for a delimiter that cannot work.
+ * @throws DataFormatError naming line and column of a malformed record (an
+ *   unterminated quoted field, a stray quote) unless `options.errors` collects it;
+ *   the records after it are still read.
+ */
+export function* readCsvRows(input: string | Buffer, file: string, options: CsvRowsOptions | string = {}): Generator<CsvRow> {
+  const opts = typeof options === "string" ? { delimiter: options } : options;
+  try {
+    delimiterByte(opts.delimiter);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  const data = typeof input === "string" || opts.encoding !== "latin1" ? input : input.toString("latin1");
+  for (const rec of parseCsv(data, { delimiter: opts.delimiter, header: false }).records) {
+    const bad = rec.problems?.find((p) => p.column !== undefined);
+    if (bad) {
+      report(new DataFormatError(file, bad.line, `column ${bad.column}`, bad.problem), opts);
+      continue;
+    }
+    yield { line: rec.line, fields: rec.fields };
+  }
+}
+
+/**
+ * The data rows of a CSV file with a header row, each with the positions of
+ * the wanted columns. Rows whose field count differs from the header's are
+ * reported (see {@link report}) and skipped, as are malformed records.
+ * @throws DataFormatError (always, even when collecting) when the file is
+ *   empty or the header lacks a wanted column.
+ */
+function* csvTable<K extends string>(
+  input: string | Buffer,
+  wanted: Record<K, string | null>,
+  file: string,
+  options: CsvRowsOptions,
+): Generator<CsvRow & { col: Record<K, number> }> {
+  let col: Record<K, number> | undefined;
+  let width = 0;
+  for (const { line, fields } of readCsvRows(input, file, options)) {
+    if (!col) {
+      col = headerPositions(fields, wanted, file);
+      width = fields.length;
+      continue;
+    }
+    if (fields.length !== width) {
+      report(new DataFormatError(file, line, "row", `expected ${width} fields as in the header, found ${fields.length}`, fields.join(",")), options);
+      continue;
+    }
+    yield { line, fields, col };
+  }
+  if (!col) throw new DataFormatError(file, 1, "header", "file is empty: expected a header row");
 }
 
 /**
@@ -169,10 +250,10 @@ export async function loadMovieLensRatings(path: string, options: ParseOptions =
  * Finds the positions of the named columns in a CSV header.
  * @throws DataFormatError (always, even when collecting) when a column is missing.
  */
-function headerPositions(header: string[], wanted: Record<string, string | null>, file: string): Record<string, number> {
+function headerPositions<K extends string>(header: string[], wanted: Record<K, string | null>, file: string): Record<K, number> {
   const names = header.map((h) => h.trim());
-  const out: Record<string, number> = {};
-  for (const [role, name] of Object.entries(wanted)) {
+  const out = {} as Record<K, number>;
+  for (const [role, name] of Object.entries(wanted) as [K, string | null][]) {
     if (name === null) continue;
     const pos = names.indexOf(name);
     if (pos < 0) {
@@ -198,32 +279,7 @@ export function parseInteractionsCsv(input: string | Buffer, options: Interactio
     timestamp: c.timestamp === undefined ? "timestamp" : c.timestamp,
   };
   const b = new InteractionsBuilder();
-  let pos: Record<string, number> | undefined;
-  let width = 0;
-  const records = readCsv(asText(input, "utf8"), file, options.delimiter ?? ",");
-  for (;;) {
-    let next: IteratorResult<{ line: number; fields: string[] }>;
-    try {
-      next = records.next();
-    } catch (e) {
-      // A broken quote makes the rest of the file unreadable: report it and stop.
-      if (e instanceof DataFormatError) {
-        report(e, options);
-        break;
-      }
-      throw e;
-    }
-    if (next.done) break;
-    const { line, fields } = next.value;
-    if (!pos) {
-      pos = headerPositions(fields, names, file);
-      width = fields.length;
-      continue;
-    }
-    if (fields.length !== width) {
-      report(new DataFormatError(file, line, "row", `expected ${width} fields as in the header, found ${fields.length}`, fields.join(",")), options);
-      continue;
-    }
+  for (const { line, fields, col: pos } of csvTable(input, names, file, options)) {
     const user = fields[pos.user].trim();
     if (user === "") {
       report(new DataFormatError(file, line, names.user, "empty user id"), options);
@@ -254,7 +310,6 @@ export function parseInteractionsCsv(input: string | Buffer, options: Interactio
     }
     b.add(user, item, rating, timestamp);
   }
-  if (!pos) throw new DataFormatError(file, 1, "header", "file is empty: expected a header row");
   return b.build();
 }
 
@@ -372,31 +427,7 @@ export function parseItemsCsv(input: string | Buffer, options: ItemsCsvOptions =
   const sep = options.genreSeparator ?? "|";
   const items: ItemInfo[] = [];
   const seen = new Set<string>();
-  let pos: Record<string, number> | undefined;
-  let width = 0;
-  const records = readCsv(asText(input, options.encoding ?? "utf8"), file, options.delimiter ?? ",");
-  for (;;) {
-    let next: IteratorResult<{ line: number; fields: string[] }>;
-    try {
-      next = records.next();
-    } catch (e) {
-      if (e instanceof DataFormatError) {
-        report(e, options);
-        break;
-      }
-      throw e;
-    }
-    if (next.done) break;
-    const { line, fields } = next.value;
-    if (!pos) {
-      pos = headerPositions(fields, names, file);
-      width = fields.length;
-      continue;
-    }
-    if (fields.length !== width) {
-      report(new DataFormatError(file, line, "row", `expected ${width} fields as in the header, found ${fields.length}`, fields.join(",")), options);
-      continue;
-    }
+  for (const { line, fields, col: pos } of csvTable(input, names, file, options)) {
     const id = fields[pos.item].trim();
     if (id === "") {
       report(new DataFormatError(file, line, names.item, "empty item id"), options);
@@ -422,7 +453,6 @@ export function parseItemsCsv(input: string | Buffer, options: ItemsCsvOptions =
     seen.add(id);
     items.push({ id, title, genres, ...(year !== undefined ? { year } : {}) });
   }
-  if (!pos) throw new DataFormatError(file, 1, "header", "file is empty: expected a header row");
   return new ItemCatalog(items);
 }
 

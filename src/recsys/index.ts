@@ -9,7 +9,6 @@ export * from "./errors.js";
 export * from "./seed.js";
 export * from "./interactions.js";
 export * from "./items.js";
-export * from "./csv.js";
 export * from "./data.js";
 export * from "./split.js";
 export * from "./topk.js";
