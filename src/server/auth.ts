@@ -2,17 +2,20 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 
 import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 
 import { HttpError } from "./errors.js";
-import { globalPlugin } from "./plugin.js";
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
 /** Routes answered without the key (load balancers' health checks). */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health", "/health/ready", "/health/live"]);
 
-/** Requires the bearer token `apiKey` (compared in constant time) on every non-public route. */
-export const authPlugin = globalPlugin(async (app: FastifyInstance, opts: { apiKey: string }) => {
+/**
+ * Requires the bearer token `apiKey` (compared in constant time) on every non-public route. Not
+ * encapsulated (fastify-plugin): its hook applies to the whole server.
+ */
+export const authPlugin = fp(async (app: FastifyInstance, opts: { apiKey: string }) => {
   if (!opts.apiKey) throw new Error("authPlugin needs a non-empty apiKey");
   const expected = digest(opts.apiKey);
   app.addHook("onRequest", async (request) => {
@@ -21,9 +24,9 @@ export const authPlugin = globalPlugin(async (app: FastifyInstance, opts: { apiK
     if ((request.routeOptions.config as { public?: boolean } | undefined)?.public === true) return;
     const header = request.headers.authorization;
     const m = typeof header === "string" ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
-    if (!m) throw new HttpError(401, "headers/authorization: an API key is required (Authorization: Bearer <key>)", "TALLREC_UNAUTHORIZED", { "www-authenticate": 'Bearer realm="tallrec"' });
+    if (!m) throw new HttpError("unauthorized", "headers/authorization: an API key is required (Authorization: Bearer <key>)", { headers: { "www-authenticate": 'Bearer realm="tallrec"' } });
     if (!timingSafeEqual(digest(m[1]), expected)) {
-      throw new HttpError(401, "headers/authorization: the API key is wrong", "TALLREC_UNAUTHORIZED", { "www-authenticate": 'Bearer realm="tallrec", error="invalid_token"' });
+      throw new HttpError("unauthorized", "headers/authorization: the API key is wrong", { headers: { "www-authenticate": 'Bearer realm="tallrec", error="invalid_token"' } });
     }
   });
-});
+}, { name: "tallrec-auth", fastify: "5.x" });
