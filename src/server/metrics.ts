@@ -3,10 +3,10 @@
  * latency, queue depth, batch sizes, prompts and tokens scored, tokens saved by prefix sharing.
  */
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import fp from "fastify-plugin";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 import type { BatcherStats } from "../engine/scheduler.js";
-import { globalPlugin } from "./plugin.js";
 
 /** The server's metric objects. */
 export class ServerMetrics {
@@ -92,7 +92,7 @@ export class ServerMetrics {
 }
 
 /** Records every response in the HTTP counters and latency histogram; serves `GET /metrics`. */
-export const metricsPlugin: FastifyPluginAsync<{ metrics: ServerMetrics }> = globalPlugin(async (app: FastifyInstance, opts: { metrics: ServerMetrics }) => {
+export const metricsPlugin: FastifyPluginAsync<{ metrics: ServerMetrics }> = fp(async (app: FastifyInstance, opts: { metrics: ServerMetrics }) => {
   const { metrics } = opts;
   app.addHook("onResponse", async (request, reply) => {
     const labels = { method: request.method, route: request.routeOptions.url ?? "(unmatched)", status_code: String(reply.statusCode) };
@@ -107,4 +107,4 @@ export const metricsPlugin: FastifyPluginAsync<{ metrics: ServerMetrics }> = glo
       return reply.type(metrics.registry.contentType).send(text);
     },
   );
-});
+}, { name: "tallrec-metrics", fastify: "5.x" });
