@@ -10,7 +10,7 @@ import { openRows } from "../../io/index.js";
 import { ensureTestModels } from "../../synth/index.js";
 import { allOptions, CliError, makeLog, positiveIntArg } from "../common.js";
 import { parseLabel } from "../rows.js";
-import { evaluate } from "./eval.js";
+import { evaluate, type LabelledExample } from "../../eval/evaluate.js";
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -51,7 +51,7 @@ export function demoCommand(): Command {
       say("      Its scores, and the AUC below, are meaningless: this shows the pipeline, not a result.\n");
 
       const file = dataFile();
-      const examples: Array<{ index: number; label: 0 | 1; prompt: import("../../engine/engine.js").ScoreInput }> = [];
+      const examples: LabelledExample[] = [];
       if (file) {
         const source = await openRows(file);
         for await (const row of source) {

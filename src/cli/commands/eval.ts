@@ -1,10 +1,10 @@
 /** `tallrec eval`: AUC, log loss and accuracy of a model + adapter on labelled prompts. */
 import { Command, Option } from "commander";
 
-import type { Engine, ScoreInput } from "../../engine/engine.js";
 import { formatCsvRow, formatJsonlRow, openRows, TextWriter, type RowFormat } from "../../io/index.js";
-import { summary, type MetricsSummary } from "../../metrics.js";
-import { probabilityYes, SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
+import type { MetricsSummary } from "../../metrics.js";
+import { evaluate, shuffleInPlace, type LabelledExample } from "../../eval/evaluate.js";
+import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, positiveIntArg, type ModelOptions } from "../common.js";
 import { Progress } from "../progress.js";
 import { DEFAULT_COLUMNS, parseLabel, promptReader, type ColumnOptions } from "../rows.js";
@@ -25,12 +25,6 @@ interface EvalOptions extends ModelOptions, Partial<ColumnOptions> {
   plotTitle?: string;
 }
 
-interface Example {
-  index: number;
-  label: 0 | 1;
-  prompt: ScoreInput;
-}
-
 export interface EvalReport {
   data: string;
   rows: number;
@@ -41,32 +35,15 @@ export interface EvalReport {
   metrics: Record<ScoringRule, MetricsSummary>;
 }
 
-/** Seeded Fisher–Yates (mulberry32), so --shuffle --seed is reproducible. */
-export function shuffleInPlace<T>(xs: T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    [xs[i], xs[j]] = [xs[j], xs[i]];
-  }
-  return xs;
-}
-
 /** Reads labelled examples; rows that cannot be used are reported by index and skipped. */
-async function readExamples(path: string, o: EvalOptions, log: (m: string) => void): Promise<{ examples: Example[]; bad: Array<{ index: number; error: string }> }> {
+async function readExamples(path: string, o: EvalOptions, log: (m: string) => void): Promise<{ examples: LabelledExample[]; bad: Array<{ index: number; error: string }> }> {
   const source = await openRows(path, { format: o.format });
   const columns = await source.columns();
   const cols: ColumnOptions = { ...DEFAULT_COLUMNS, ...definedOnly(o) };
   const { toPrompt } = promptReader(columns, cols);
   const labelCol = o.labelCol ?? (columns.includes("output") ? "output" : "label");
   if (!columns.includes(labelCol)) throw new CliError(`no label column "${labelCol}" (use --label-col); columns: ${columns.join(", ")}`, EXIT.USAGE);
-  const examples: Example[] = [];
+  const examples: LabelledExample[] = [];
   const bad: Array<{ index: number; error: string }> = [];
   for await (const row of source) {
     if (row.error) {
@@ -86,37 +63,6 @@ async function readExamples(path: string, o: EvalOptions, log: (m: string) => vo
 
 function definedOnly(o: Partial<ColumnOptions>): Partial<ColumnOptions> {
   return Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in DEFAULT_COLUMNS)) as Partial<ColumnOptions>;
-}
-
-/** Scores examples once (tallrec-compat gives the logits and the row's log-sum-exp) and computes both rules' metrics. */
-export async function evaluate(
-  engine: Engine,
-  examples: Example[],
-  options: { adapter?: string; chunk: number; progress?: Progress },
-): Promise<{ perRow: Array<{ index: number; label: number; softmax: number; compat: number; logitYes: number; logitNo: number; error?: string }>; metrics: Record<ScoringRule, MetricsSummary> }> {
-  const perRow: Array<{ index: number; label: number; softmax: number; compat: number; logitYes: number; logitNo: number; error?: string }> = [];
-  for (let start = 0; start < examples.length; start += options.chunk) {
-    const part = examples.slice(start, start + options.chunk);
-    const results = await engine.score(
-      part.map((e) => e.prompt),
-      { adapter: options.adapter, scoring: "tallrec-compat" },
-    );
-    results.forEach((r, k) => {
-      const e = part[k];
-      if (r.error !== undefined) perRow.push({ index: e.index, label: e.label, softmax: NaN, compat: NaN, logitYes: NaN, logitNo: NaN, error: r.error });
-      else perRow.push({ index: e.index, label: e.label, softmax: probabilityYes("softmax", r.logitYes, r.logitNo), compat: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo });
-    });
-    options.progress?.update(perRow.length, perRow.filter((r) => r.error).length);
-  }
-  const ok = perRow.filter((r) => r.error === undefined);
-  const labels = ok.map((r) => r.label);
-  return {
-    perRow,
-    metrics: {
-      softmax: summary(labels, ok.map((r) => r.softmax)),
-      "tallrec-compat": summary(labels, ok.map((r) => r.compat)),
-    },
-  };
 }
 
 export function evalCommand(): Command {
