@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { accuracy, auc, confusion, logLoss, summary } from "../src/metrics.js";
+import { accuracy, auc, confusion, logLoss, summary } from "../src/eval/classification.js";
 
 /** Independent O(n²) reference: over all (positive, negative) pairs, 1 if the positive scores higher, 1/2 if tied. */
 function pairwiseAuc(labels: number[], scores: number[]): number {

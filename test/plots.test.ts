@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { Resvg } from "@resvg/resvg-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { auc } from "../src/metrics.js";
+import { auc } from "../src/eval/classification.js";
 import { areaUnder, evalPlotSpec, formatAuc, plotFormat, reliabilityBins, renderPlot, rocCurve, scoreHistograms } from "../src/plots/index.js";
 import { repoRoot, sampleFile, syntheticMovieLens } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 
 import type { Recommender } from "../recsys/base.js";
-import { loadInteractionsCsv, loadItemsCsv, loadMovieLens100k, loadMovieLensItems, loadMovieLensRatings } from "../recsys/data.js";
+import { loadInteractionsCsv, loadItemsCsv, loadMovieLens100k, loadMovieLensItems, loadMovieLensRatings } from "../recsys/dataset-files.js";
 import { RecsysError } from "../recsys/errors.js";
 import type { Interactions } from "../recsys/interactions.js";
 import { ItemCatalog } from "../recsys/items.js";

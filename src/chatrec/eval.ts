@@ -10,7 +10,7 @@
  * list is its top items; a re-ranked list is the recommender's top `candidates` (default 20)
  * sorted by TALLRec's pYes for the user (the prompt: their 10 most recent training ratings,
  * liked when rated ≥ 4, as in TALLRec's data). Metrics are averaged over users; the metric
- * definitions are src/recsys/metrics.ts's, and the plain rows equal `evaluateRanking`'s.
+ * definitions are src/recsys/ranking-metrics.ts's, and the plain rows equal `evaluateRanking`'s.
  *
  * @module
  */
@@ -20,7 +20,7 @@ import type { Recommender } from "../recsys/base.js";
 import { InvalidArgumentError } from "../recsys/errors.js";
 import type { Interactions } from "../recsys/interactions.js";
 import type { ItemCatalog } from "../recsys/items.js";
-import { evaluateRatings, hitRateAtK, ndcgAtK, precisionAtK, recallAtK, type RankingMetrics } from "../recsys/metrics.js";
+import { evaluateRatings, hitRateAtK, ndcgAtK, precisionAtK, recallAtK, type RankingMetrics } from "../recsys/ranking-metrics.js";
 import { BiasedMfPredictor } from "../recsys/mf.js";
 import { Rng } from "../recsys/seed.js";
 import { leaveLastOut, randomSplit } from "../recsys/split.js";

@@ -16,7 +16,7 @@
  */
 import type { ChatMessage, GenerateOptions, GenerateResult } from "../engine/generation.js";
 import type { AdapterSelection } from "../engine/engine.js";
-import { MOVIELENS_100K_GENRES } from "../recsys/data.js";
+import { MOVIELENS_100K_GENRES } from "../recsys/dataset-files.js";
 import { foldTitle, type ItemCatalog } from "../recsys/items.js";
 
 /** A reference to an item in a message. */

@@ -7,7 +7,7 @@
  */
 import type { Engine, ScoreInput } from "../engine/engine.js";
 import { probabilityYes, type ScoringRule } from "../engine/scoring.js";
-import { summary, type MetricsSummary } from "../metrics.js";
+import { summary, type MetricsSummary } from "./classification.js";
 
 /** One labelled prompt. */
 export interface LabelledExample {

@@ -37,7 +37,7 @@ export interface RocPoint {
 
 /**
  * The ROC curve: one point per distinct score (ties move both rates at once, a diagonal step), from
- * (0, 0) to (1, 1). Its trapezoidal area is the AUC with ties counted one half, as `auc` in src/metrics.
+ * (0, 0) to (1, 1). Its trapezoidal area is the AUC with ties counted one half, as `auc` in src/eval/classification.
  */
 export function rocCurve(labels: ArrayLike<number>, scores: ArrayLike<number>): RocPoint[] {
   const n = labels.length;
@@ -311,7 +311,7 @@ export async function writePlot(file: string, spec: Spec): Promise<void> {
   await writeFile(file, await renderPlot(spec, format));
 }
 
-/** The ROC area of predictions, as the plots draw it (equal to `auc` of src/metrics up to rounding). */
+/** The ROC area of predictions, as the plots draw it (equal to `auc` of src/eval/classification up to rounding). */
 export function plottedAuc(labels: ArrayLike<number>, scores: ArrayLike<number>): number {
   return areaUnder(rocCurve(labels, scores));
 }

@@ -32,7 +32,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-import { MOVIELENS_100K_GENRES } from "./data.js";
+import { MOVIELENS_100K_GENRES } from "./dataset-files.js";
 import { InvalidArgumentError } from "./errors.js";
 import { foldTitle } from "./items.js";
 import { DEFAULT_SEED, Rng } from "./seed.js";

@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 
 import { formatCsvRow, formatJsonlRow, openRows, TextWriter, type RowFormat } from "../../io/index.js";
-import type { MetricsSummary } from "../../metrics.js";
+import type { MetricsSummary } from "../../eval/classification.js";
 import { evaluate, shuffleInPlace, type LabelledExample } from "../../eval/evaluate.js";
 import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
 import { addModelOptions, allOptions, CliError, EXIT, loadEngine, makeLog, positiveIntArg, type ModelOptions } from "../common.js";
@@ -106,7 +106,7 @@ Both rules come from one scoring pass: "softmax" (over the two answer logits) an
       const { examples: all, bad } = await readExamples(data, o, log);
       let examples = o.shuffle ? shuffleInPlace(all, o.seed) : all;
       if (o.limit !== undefined) examples = examples.slice(0, o.limit);
-      if (examples.length === 0) throw new CliError(`${data}: no usable rows`);
+      if (examples.length === 0) throw new CliError(`${data}: no usable rows`, EXIT.FAILURE, "empty");
       const engine = await loadEngine(o, o);
       const t0 = performance.now();
       const progress = new Progress("eval", examples.length, o.quiet);
