@@ -3,8 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { openResumableOutput, ResumeMismatchError, type ResumableOutputOptions } from "../src/io/checkpoint.js";
-import { crc32 } from "../src/io/crc32.js";
+import { crc32, openResumableOutput, ResumeMismatchError, type ResumableOutputOptions } from "../src/io/checkpoint.js";
 import { formatCsvRow } from "../src/io/csv.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tallrec-io-ckpt-"));

@@ -6,7 +6,6 @@
  */
 import * as zlib from "node:zlib";
 
-import { crc32 } from "../io/crc32.js";
 import { ConvertError } from "./errors.js";
 import { RandomAccessFile } from "./fileio.js";
 
@@ -169,7 +168,7 @@ export function readZipEntry(zip: ZipArchive, entry: ZipEntry): Uint8Array {
       }
     }
     if (data.length !== entry.size) throw new ConvertError(zip.path, `zip entry ${entry.name}: ${data.length} bytes, expected ${entry.size}`);
-    if (crc32(data) !== entry.crc) throw new ConvertError(zip.path, `zip entry ${entry.name}: CRC-32 mismatch (corrupt file)`);
+    if (zlib.crc32(data) !== entry.crc) throw new ConvertError(zip.path, `zip entry ${entry.name}: CRC-32 mismatch (corrupt file)`);
     return data;
   } finally {
     f.close();
@@ -204,7 +203,7 @@ export function encodeZip(files: ReadonlyArray<{ name: string; data: Uint8Array 
     const name = enc.encode(file.name);
     const deflate = opts.deflate?.has(file.name) ?? false;
     const body = deflate ? new Uint8Array(deflateRawSync(file.data)) : file.data;
-    const crc = crc32(file.data);
+    const crc = zlib.crc32(file.data);
     const z64 = opts.zip64 ?? false;
     const headerOffset = offset;
     let extra = new Uint8Array(0);
@@ -335,7 +334,7 @@ export function encodeRawZip(files: readonly RawZipEntry[]): Uint8Array {
     const name = Buffer.from(f.name);
     const size = f.size ?? f.body.length;
     const method = f.method ?? (f.deflated ? 8 : 0);
-    const crc = f.crc ?? (f.deflated ? 0 : crc32(f.body));
+    const crc = f.crc ?? (f.deflated ? 0 : zlib.crc32(f.body));
     const lh = Buffer.alloc(30);
     lh.writeUInt32LE(SIG_LOCAL, 0);
     lh.writeUInt16LE(20, 4);

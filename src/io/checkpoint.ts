@@ -71,7 +71,7 @@
 import { constants } from "node:fs";
 import { open, readFile, rename, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
-import { crc32, crc32Hex } from "./crc32.js";
+import { crc32 } from "node:zlib";
 
 export interface ResumableOutputOptions {
   /** Continue an existing output (true) or start over, truncating it (false). */
@@ -490,5 +490,10 @@ export async function openResumableOutput(path: string, options: ResumableOutput
   }
 }
 
-/** CRC-32 helper re-exported for callers that fingerprint inputs. */
+/** CRC-32 (IEEE 802.3, node:zlib's) as 8 lowercase hex digits, continuing from `crc` (0 to start). */
+export function crc32Hex(bytes: Uint8Array, crc = 0): string {
+  return crc32(bytes, crc).toString(16).padStart(8, "0");
+}
+
+/** CRC-32 helper (node:zlib's) re-exported for callers that fingerprint inputs. */
 export { crc32 };

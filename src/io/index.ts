@@ -12,4 +12,3 @@ export * from "./checkpoint.js";
 export { TextWriter, type TextWriterOptions } from "./writer.js";
 export { decodeWindows1252, decodeText } from "./encoding.js";
 export { type ByteSource, DEFAULT_MAX_RECORD_BYTES } from "./lines.js";
-export { crc32Hex } from "./crc32.js";

@@ -23,7 +23,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { ModelFileError } from "./errors.js";
-import { crc32 } from "../io/crc32.js";
+import { crc32 } from "node:zlib";
 
 /** Magic bytes at the start of every model file. */
 export const MODEL_FILE_MAGIC = "TRRECSYS";
@@ -60,7 +60,7 @@ export interface ModelFileContents {
   arrays: Record<string, StoredArray>;
 }
 
-/** CRC-32 (IEEE 802.3) of `bytes`, as an unsigned integer (shared with the IO layer). */
+/** CRC-32 (IEEE 802.3, node:zlib's) of `bytes`, as an unsigned integer. */
 export { crc32 };
 
 const align8 = (n: number): number => (n + 7) & ~7;
