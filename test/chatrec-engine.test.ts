@@ -255,11 +255,11 @@ describe("bad input gets a clear answer", () => {
     expect(u).toBeInstanceOf(ChatRecError);
     expect(u.code).toBe("unknown_user");
     expect(u.message).toMatch(/unknown user "99999"/);
-    expect(err(() => chat.startSession("")).code).toBe("bad_request");
+    expect(err(() => chat.startSession("")).code).toBe("invalid_input");
     await expect(chat.turn("no-such-session", "hi")).rejects.toMatchObject({ code: "unknown_session" });
     const { sessionId } = chat.startSession("42");
-    await expect(chat.turn(sessionId, 42 as unknown as string)).rejects.toMatchObject({ code: "bad_request" });
-    await expect(chat.turn(sessionId, "x".repeat(5000))).rejects.toMatchObject({ code: "bad_request" });
+    await expect(chat.turn(sessionId, 42 as unknown as string)).rejects.toMatchObject({ code: "invalid_input" });
+    await expect(chat.turn(sessionId, "x".repeat(5000))).rejects.toMatchObject({ code: "invalid_input" });
 
     const first = await chat.turn(sessionId, "not that one");
     expect(first.notes.join(" ")).toMatch(/refers to nothing yet/);

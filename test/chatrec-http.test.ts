@@ -5,7 +5,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { ChatRec, SessionStore } from "../src/chatrec/index.js";
+import { ChatRec, ChatRecError, SessionStore, type ChatService } from "../src/chatrec/index.js";
 import { Engine } from "../src/engine/engine.js";
 import { chatRoutes } from "../src/server/routes/chat.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/recsys/index.js";
@@ -26,7 +26,7 @@ let now = 0;
 let store: SessionStore;
 let app: FastifyInstance;
 
-async function makeApp(service: ChatRec): Promise<FastifyInstance> {
+async function makeApp(service: ChatService): Promise<FastifyInstance> {
   // the server's validation settings
   const a = Fastify({ ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } } });
   await a.register(chatRoutes, { service });
@@ -103,9 +103,9 @@ describe("POST /v1/chat", () => {
 
   it("answers bad requests with 400 and unknown users and sessions with 404, in the server's error shape", async () => {
     const cases: Array<[unknown, number, string | RegExp]> = [
-      [{ message: "hi" }, 400, "CHAT_BAD_REQUEST"],
-      [{ user: "99999", message: "" }, 404, "CHAT_UNKNOWN_USER"],
-      [{ sessionId: "no-such-session", message: "" }, 404, "CHAT_UNKNOWN_SESSION"],
+      [{ message: "hi" }, 400, "invalid_input"],
+      [{ user: "99999", message: "" }, 404, "unknown_user"],
+      [{ sessionId: "no-such-session", message: "" }, 404, "unknown_session"],
       [{ user: 1 }, 400, /FST_ERR_VALIDATION/],
       [{ user: 1, message: "", bogus: true }, 400, /FST_ERR_VALIDATION/],
       [{ user: 1, message: 5 }, 400, /FST_ERR_VALIDATION/],
@@ -130,7 +130,7 @@ describe("POST /v1/chat", () => {
   it("ends sessions with DELETE, keeps at most maxSessions, and expires idle ones", async () => {
     const s = (await post({ user: 1, message: "", explain: false, count: 1 })).json().sessionId as string;
     expect((await app.inject({ method: "DELETE", url: `/v1/chat/${s}` })).statusCode).toBe(204);
-    expect((await app.inject({ method: "GET", url: `/v1/chat/${s}` })).json().code).toBe("CHAT_UNKNOWN_SESSION");
+    expect((await app.inject({ method: "GET", url: `/v1/chat/${s}` })).json().code).toBe("unknown_session");
     expect((await app.inject({ method: "DELETE", url: `/v1/chat/${s}` })).statusCode).toBe(404);
 
     const ids: string[] = [];
@@ -143,5 +143,58 @@ describe("POST /v1/chat", () => {
     expect(expired.statusCode).toBe(404);
     expect(expired.json().message).toMatch(/expired/);
     expect(store.size).toBe(0);
+  });
+
+  it("starts a session without a message with POST /v1/chat/sessions: 201 and the user's history, 404 unknown_user", async () => {
+    const r = await app.inject({ method: "POST", url: "/v1/chat/sessions", payload: { user: 2 } });
+    expect(r.statusCode).toBe(201);
+    const s = r.json() as { sessionId: string; user: string; liked: string[]; disliked: string[] };
+    expect(s.user).toBe("2");
+    expect(s.liked.length + s.disliked.length).toBeGreaterThan(0);
+    expect((await app.inject({ method: "GET", url: `/v1/chat/${s.sessionId}` })).json().user).toBe("2");
+    const unknown = await app.inject({ method: "POST", url: "/v1/chat/sessions", payload: { user: "99999" } });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toMatchObject({ statusCode: 404, error: "Not Found", code: "unknown_user" });
+  });
+});
+
+describe("chat route errors", () => {
+  // a service whose turns fail as given, to see what the route makes of each failure
+  const failing = (err: Error): ChatService => ({
+    startSession: (user) => ({ sessionId: "s1", user: String(user), profile: "", liked: [], disliked: [], interactions: 0, turns: 0, filters: {} }) as unknown as ReturnType<ChatService["startSession"]>,
+    session: () => { throw new ChatRecError("unknown_session", "no such session"); },
+    turn: async () => { throw err; },
+    endSession: () => false,
+  });
+  const ndjson = (body: string) => body.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  it("answers each Chat-REC code with its status from the vocabulary, and the stream's error event carries the same code", async () => {
+    for (const [code, status] of [["busy", 409], ["unavailable", 503], ["invalid_input", 400], ["unknown_item", 404]] as const) {
+      const a = await makeApp(failing(new ChatRecError(code, `failed: ${code}`)));
+      try {
+        const r = await a.inject({ method: "POST", url: "/v1/chat", payload: { user: 1, message: "" } });
+        expect(r.statusCode, code).toBe(status);
+        expect(r.json()).toEqual({ statusCode: status, error: expect.any(String), code, message: `failed: ${code}` });
+        const streamed = await a.inject({ method: "POST", url: "/v1/chat", payload: { user: 1, message: "", stream: true } });
+        expect(streamed.statusCode).toBe(200);
+        expect(ndjson(streamed.body).at(-1)).toEqual({ type: "error", code, message: `failed: ${code}` });
+      } finally {
+        await a.close();
+      }
+    }
+  });
+
+  it("does not show the message of an unexpected failure in the stream: code internal", async () => {
+    const a = await makeApp(failing(new Error("secret detail")));
+    try {
+      const streamed = await a.inject({ method: "POST", url: "/v1/chat", payload: { user: 1, message: "", stream: true } });
+      const last = ndjson(streamed.body).at(-1)!;
+      expect(last.code).toBe("internal");
+      expect(last.message).toMatch(/^internal error \(request /);
+      expect(String(last.message)).not.toMatch(/secret/);
+      expect((await a.inject({ method: "POST", url: "/v1/chat", payload: { user: 1, message: "" } })).statusCode).toBe(500);
+    } finally {
+      await a.close();
+    }
   });
 });

@@ -559,7 +559,7 @@ describe("loading data", () => {
       await expect(loadData({ ratings: join(dir, "bad.csv") })).rejects.toThrow(/bad\.csv:2: field "rating": expected a number/);
       await expect(loadData({ ratings: join(dir, "missing.csv") })).rejects.toThrow(/cannot read .*missing\.csv \(ENOENT\)/);
       await expect(loadData({ ml100k: dir })).rejects.toThrow(/u\.data is missing/);
-      await expect(loadData({})).rejects.toMatchObject({ code: "bad_request" });
+      await expect(loadData({})).rejects.toMatchObject({ code: "invalid_input" });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -25,6 +25,7 @@ it("serves /v1/chat: 503 until Chat-REC is ready, then sessions with follow-ups"
     const early = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 42, message: "a comedy" } });
     expect(early.statusCode).toBe(503);
     expect(early.json().message).toMatch(/starting/);
+    expect(early.json().code).toBe("unavailable");
     chat.ready(await createChatRec({ engine, data: { ml100k: (await syntheticMovieLens()).dir }, recommender: "knn" }));
     const first = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 42, message: "a comedy", explain: false } });
     expect(first.statusCode).toBe(200);
@@ -37,6 +38,7 @@ it("serves /v1/chat: 503 until Chat-REC is ready, then sessions with follow-ups"
     expect(next.json().recommendations.map((r: { item: string }) => r.item)).not.toContain(top);
     const unknown = await app.inject({ method: "POST", url: "/v1/chat", payload: { user: 99999, message: "hi" } });
     expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().code).toBe("unknown_user");
     // issue 11, D14: a session id past the router's parameter limit answers in the server's error shape
     for (const method of ["GET", "DELETE"] as const) {
       const long = await app.inject({ method, url: `/v1/chat/${"s".repeat(101)}` });

@@ -9,6 +9,7 @@ import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 
+import { codeOf } from "../errors.js";
 import type { Recommender } from "../recsys/base.js";
 import { loadInteractionsCsv, loadItemsCsv, loadMovieLens100k, loadMovieLensItems, loadMovieLensRatings } from "../recsys/dataset-files.js";
 import { RecsysError } from "../recsys/errors.js";
@@ -64,21 +65,25 @@ function isMovieLensFile(path: string, name: string): boolean {
 }
 
 function wrap(err: unknown, what: string): never {
-  if (err instanceof RecsysError) throw new ChatRecError("bad_request", `${what}: ${err.message}`);
+  // a recommender error keeps its code where it has one of the vocabulary (e.g. invalid_data)
+  if (err instanceof RecsysError) {
+    const code = codeOf(err);
+    throw new ChatRecError(code === "internal" ? "invalid_input" : code, `${what}: ${err.message}`, { cause: err });
+  }
   const e = err as NodeJS.ErrnoException;
-  if (e && (e.code === "ENOENT" || e.code === "EISDIR" || e.code === "EACCES")) throw new ChatRecError("bad_request", `${what}: cannot read ${e.path ?? "the file"} (${e.code})`);
+  if (e && (e.code === "ENOENT" || e.code === "EISDIR" || e.code === "EACCES")) throw new ChatRecError("invalid_input", `${what}: cannot read ${e.path ?? "the file"} (${e.code})`);
   throw err;
 }
 
 /**
  * Loads interactions and items.
- * @throws ChatRecError (bad_request) naming the file and the problem.
+ * @throws ChatRecError (invalid_input) naming the file and the problem.
  */
 export async function loadData(source: DataSource): Promise<LoadedData> {
   if (source.ml100k) {
     const dir = source.ml100k;
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ChatRecError("bad_request", `--data ${dir}: not a folder (expected MovieLens-100K's ml-100k folder with u.data, u.item, u.genre)`);
-    for (const f of ["u.data", "u.item", "u.genre"]) if (!existsSync(join(dir, f))) throw new ChatRecError("bad_request", `--data ${dir}: ${f} is missing (expected MovieLens-100K's ml-100k folder)`);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ChatRecError("invalid_input", `--data ${dir}: not a folder (expected MovieLens-100K's ml-100k folder with u.data, u.item, u.genre)`);
+    for (const f of ["u.data", "u.item", "u.genre"]) if (!existsSync(join(dir, f))) throw new ChatRecError("invalid_input", `--data ${dir}: ${f} is missing (expected MovieLens-100K's ml-100k folder)`);
     try {
       const ds = await loadMovieLens100k(dir);
       const users = join(dir, "u.user");
@@ -88,14 +93,14 @@ export async function loadData(source: DataSource): Promise<LoadedData> {
       wrap(err, dir);
     }
   }
-  if (!source.ratings) throw new ChatRecError("bad_request", "no data: pass --data DIR (MovieLens-100K) or --ratings FILE [--items FILE]");
+  if (!source.ratings) throw new ChatRecError("invalid_input", "no data: pass --data DIR (MovieLens-100K) or --ratings FILE [--items FILE]");
   let interactions: Interactions;
   try {
     interactions = isMovieLensFile(source.ratings, "u.data") ? await loadMovieLensRatings(source.ratings) : await loadInteractionsCsv(source.ratings);
   } catch (err) {
     wrap(err, source.ratings);
   }
-  if (interactions.length === 0) throw new ChatRecError("bad_request", `${source.ratings}: no interactions`);
+  if (interactions.length === 0) throw new ChatRecError("invalid_input", `${source.ratings}: no interactions`);
   let catalog: ItemCatalog;
   let titlesMissing = false;
   if (source.items) {
@@ -141,13 +146,13 @@ export function fitRecommender(kind: RecommenderKind, train: Interactions, optio
     case "mf":
       return new BiasedMfPredictor({ seed: options.seed }).fit(train);
     default:
-      throw new ChatRecError("bad_request", `unknown recommender ${JSON.stringify(kind)} (choose ${RECOMMENDER_KINDS.join(", ")})`);
+      throw new ChatRecError("invalid_input", `unknown recommender ${JSON.stringify(kind)} (choose ${RECOMMENDER_KINDS.join(", ")})`);
   }
 }
 
 /**
  * Loads a recommender saved with `save()` (any kind).
- * @throws ChatRecError (bad_request) for a missing or unreadable file.
+ * @throws ChatRecError (invalid_input) for a missing or unreadable file.
  */
 export async function loadRecommenderFile(path: string): Promise<Recommender> {
   try {

@@ -1,39 +1,23 @@
 /**
- * Errors of the Chat-REC layer. Every one carries a stable `code` and the HTTP status it maps to,
- * so the REPL can print it as one line and the HTTP route can answer it without parsing messages.
+ * Errors of the Chat-REC layer: {@link TallrecError}s with a code of the library's one vocabulary
+ * (src/errors.ts), so the REPL can print one as a line and the HTTP routes answer it with the
+ * status `ERROR_CODES` gives its code (`httpStatusOf`), without parsing messages.
  *
  * @module
  */
+import { TallrecError, type ErrorCode, type TallrecErrorOptions } from "../errors.js";
 
-/** What went wrong, in a word. */
-export type ChatRecErrorCode =
-  | "unknown_user"
-  | "unknown_item"
-  | "unknown_session"
-  | "bad_request"
-  | "busy"
-  | "no_model";
-
-const STATUS: Record<ChatRecErrorCode, number> = {
-  unknown_user: 404,
-  unknown_item: 404,
-  unknown_session: 404,
-  bad_request: 400,
-  busy: 409,
-  no_model: 503,
-};
+/**
+ * The codes Chat-REC raises: unknown_user, unknown_item, unknown_session (404), invalid_input (a
+ * bad request, option or file: 400), busy (a session mid-turn elsewhere: 409), unavailable (the
+ * model is still loading or failed: 503). An error of another layer that Chat-REC passes on with
+ * its own message keeps that error's code (e.g. invalid_data for a malformed row).
+ */
+export type ChatRecErrorCode = "unknown_user" | "unknown_item" | "unknown_session" | "invalid_input" | "busy" | "unavailable";
 
 /** An error a caller can show as it is: the message says what was wrong and what to do. */
-export class ChatRecError extends Error {
-  /** Stable machine-readable code. */
-  readonly code: ChatRecErrorCode;
-  /** HTTP status this error is answered with. */
-  readonly status: number;
-
-  constructor(code: ChatRecErrorCode, message: string) {
-    super(message);
-    this.name = "ChatRecError";
-    this.code = code;
-    this.status = STATUS[code];
+export class ChatRecError extends TallrecError {
+  constructor(code: ChatRecErrorCode | ErrorCode, message: string, options?: TallrecErrorOptions) {
+    super(code, message, options);
   }
 }

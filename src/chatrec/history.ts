@@ -51,15 +51,15 @@ export interface ResolvedHistoryOptions {
   dislikeThreshold: number;
 }
 
-/** Fills in and checks history options. @throws ChatRecError (bad_request) */
+/** Fills in and checks history options. @throws ChatRecError (invalid_input) */
 export function resolveHistoryOptions(o: HistoryOptions = {}): ResolvedHistoryOptions {
   const recent = o.recent ?? 10;
   const likeThreshold = o.likeThreshold ?? 4;
   const dislikeThreshold = o.dislikeThreshold ?? likeThreshold - 1;
-  if (!Number.isInteger(recent) || recent < 1) throw new ChatRecError("bad_request", `history recent must be a positive integer, not ${recent}`);
-  if (!Number.isFinite(likeThreshold) || !Number.isFinite(dislikeThreshold)) throw new ChatRecError("bad_request", "history thresholds must be finite numbers");
+  if (!Number.isInteger(recent) || recent < 1) throw new ChatRecError("invalid_input", `history recent must be a positive integer, not ${recent}`);
+  if (!Number.isFinite(likeThreshold) || !Number.isFinite(dislikeThreshold)) throw new ChatRecError("invalid_input", "history thresholds must be finite numbers");
   if (dislikeThreshold >= likeThreshold) {
-    throw new ChatRecError("bad_request", `dislikeThreshold (${dislikeThreshold}) must be below likeThreshold (${likeThreshold})`);
+    throw new ChatRecError("invalid_input", `dislikeThreshold (${dislikeThreshold}) must be below likeThreshold (${likeThreshold})`);
   }
   return { recent, likeThreshold, dislikeThreshold };
 }

@@ -20,6 +20,7 @@
  */
 import type { AdapterSelection } from "../engine/engine.js";
 import type { Domain } from "../engine/prompt.js";
+import { codeOf } from "../errors.js";
 import { EmptyHistoryError, UnknownIdError } from "../recsys/errors.js";
 import type { Id, Interactions } from "../recsys/interactions.js";
 import { ItemCatalog, type ItemInfo } from "../recsys/items.js";
@@ -215,7 +216,7 @@ function ordinalWord(i: number): string {
 
 function positiveInt(name: string, v: number | undefined, d: number): number {
   if (v === undefined) return d;
-  if (!Number.isInteger(v) || v < 1) throw new ChatRecError("bad_request", `${name} must be a positive integer, not ${v}`);
+  if (!Number.isInteger(v) || v < 1) throw new ChatRecError("invalid_input", `${name} must be a positive integer, not ${v}`);
   return v;
 }
 
@@ -246,7 +247,7 @@ export class ChatRec {
     this.candidatesPerTurn = positiveInt("candidates", options.candidates, 20);
     this.count = positiveInt("count", options.count, 5);
     const alpha = options.alpha ?? 0;
-    if (!(alpha >= 0 && alpha <= 1)) throw new ChatRecError("bad_request", `alpha must be in [0, 1], not ${alpha}`);
+    if (!(alpha >= 0 && alpha <= 1)) throw new ChatRecError("invalid_input", `alpha must be in [0, 1], not ${alpha}`);
     const canEmbed = typeof options.engine.embed === "function";
     this.coldStart = options.coldStart === false || !canEmbed ? null : { candidates: options.coldStart?.candidates ?? 3 };
     if (options.coldStart && options.coldStart.descriptions) for (const [k, v] of options.coldStart.descriptions) this.descriptions.set(k, v);
@@ -264,8 +265,8 @@ export class ChatRec {
    */
   addItems(items: ReadonlyArray<ItemInfo & { description?: string }>): void {
     for (const it of items) {
-      if (!it || typeof it.id !== "string" || !it.id || typeof it.title !== "string" || !it.title.trim()) throw new ChatRecError("bad_request", "a new item needs a string id and a title");
-      if (this.catalogNow.has(it.id)) throw new ChatRecError("bad_request", `item ${JSON.stringify(it.id)} is already in the catalog`);
+      if (!it || typeof it.id !== "string" || !it.id || typeof it.title !== "string" || !it.title.trim()) throw new ChatRecError("invalid_input", "a new item needs a string id and a title");
+      if (this.catalogNow.has(it.id)) throw new ChatRecError("invalid_input", `item ${JSON.stringify(it.id)} is already in the catalog`);
     }
     this.catalogNow = new ItemCatalog([...this.catalogNow, ...items.map(({ description: _d, ...info }) => ({ ...info, genres: info.genres ?? [] }))]);
     for (const it of items) if (it.description) this.descriptions.set(it.id, it.description);
@@ -300,7 +301,7 @@ export class ChatRec {
    * @throws ChatRecError (unknown_user) for a user not in the data.
    */
   startSession(user: Id): SessionInfo {
-    if ((typeof user !== "string" && typeof user !== "number") || String(user).trim() === "") throw new ChatRecError("bad_request", "user must be a non-empty id");
+    if ((typeof user !== "string" && typeof user !== "number") || String(user).trim() === "") throw new ChatRecError("invalid_input", "user must be a non-empty id");
     const id = String(user).trim();
     if (!this.histories.has(id) && !isNewUserId(id)) {
       throw new ChatRecError("unknown_user", `unknown user ${JSON.stringify(id)}: not in the interaction data (${this.histories.size} users)`);
@@ -321,12 +322,12 @@ export class ChatRec {
   /**
    * Answers a message in a session. Turns of one session run one after another; different
    * sessions run concurrently (the engine queues their calls).
-   * @throws ChatRecError (unknown_session, bad_request)
+   * @throws ChatRecError (unknown_session, invalid_input)
    */
   async turn(sessionId: string, message: string, options: TurnOptions = {}): Promise<TurnResult> {
     const s = this.sessions.require(sessionId);
-    if (typeof message !== "string") throw new ChatRecError("bad_request", "message must be a string");
-    if (message.length > MAX_MESSAGE_CHARS) throw new ChatRecError("bad_request", `message is ${message.length} characters; at most ${MAX_MESSAGE_CHARS}`);
+    if (typeof message !== "string") throw new ChatRecError("invalid_input", "message must be a string");
+    if (message.length > MAX_MESSAGE_CHARS) throw new ChatRecError("invalid_input", `message is ${message.length} characters; at most ${MAX_MESSAGE_CHARS}`);
     if (options.count !== undefined) positiveInt("count", options.count, 1);
     const run = s.queue.then(() => this.runTurn(s, message, options));
     s.queue = run.catch(() => undefined);
@@ -340,10 +341,10 @@ export class ChatRec {
   async chat(request: { sessionId?: string; user?: Id; message: string }, options: TurnOptions = {}): Promise<TurnResult> {
     let id = request.sessionId;
     if (id === undefined) {
-      if (request.user === undefined) throw new ChatRecError("bad_request", "send a sessionId to continue a conversation, or a user to start one");
+      if (request.user === undefined) throw new ChatRecError("invalid_input", "send a sessionId to continue a conversation, or a user to start one");
       id = this.startSession(request.user).sessionId;
     } else if (request.user !== undefined && this.sessions.require(id).user !== String(request.user)) {
-      throw new ChatRecError("bad_request", `session ${id} belongs to another user`);
+      throw new ChatRecError("invalid_input", `session ${id} belongs to another user`);
     }
     return this.turn(id, request.message, options);
   }
@@ -482,9 +483,10 @@ export class ChatRec {
       try {
         recs = rec.recommend(s.user, n, { exclude: "none", filter: (id) => pass(id) });
       } catch (err) {
-        if (!(err instanceof EmptyHistoryError || (err instanceof UnknownIdError && err.kind === "user"))) throw err;
+        const emptyHistory = err instanceof EmptyHistoryError;
+        if (!emptyHistory && !((err instanceof UnknownIdError && err.kind === "user") || codeOf(err) === "unknown_user")) throw err;
         notes.push(
-          err instanceof EmptyHistoryError
+          emptyHistory
             ? `user ${s.user} has no ratings the ${rec.kind} model learnt from, so these are popular movies`
             : `the ${rec.kind} model does not know user ${s.user}, so these are popular movies`,
         );

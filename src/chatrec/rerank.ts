@@ -94,7 +94,7 @@ export function logOdds(p: number): number {
 }
 
 function checkAlpha(alpha: number): void {
-  if (typeof alpha !== "number" || !(alpha >= 0 && alpha <= 1)) throw new ChatRecError("bad_request", `alpha must be a number in [0, 1], not ${alpha}`);
+  if (typeof alpha !== "number" || !(alpha >= 0 && alpha <= 1)) throw new ChatRecError("invalid_input", `alpha must be a number in [0, 1], not ${alpha}`);
 }
 
 /**

@@ -132,7 +132,7 @@ export class RedisSessions implements ChatService {
 
   /** One turn: waits for the session's lock, loads it, runs the turn here, writes it back. */
   async turn(sessionId: string, message: string, options: TurnOptions = {}): Promise<TurnResult> {
-    if (typeof sessionId !== "string" || sessionId === "") throw new ChatRecError("bad_request", "a session id must be a non-empty string");
+    if (typeof sessionId !== "string" || sessionId === "") throw new ChatRecError("invalid_input", "a session id must be a non-empty string");
     const lock = `${this.prefix}lock:${sessionId}`;
     const token = randomUUID();
     const deadline = Date.now() + this.lockWaitMs;

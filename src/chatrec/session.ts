@@ -100,7 +100,7 @@ export class SessionStore {
   constructor(options: SessionStoreOptions = {}) {
     const int = (name: string, v: number | undefined, d: number) => {
       if (v === undefined) return d;
-      if (!Number.isInteger(v) || v < 1) throw new ChatRecError("bad_request", `${name} must be a positive integer, not ${v}`);
+      if (!Number.isInteger(v) || v < 1) throw new ChatRecError("invalid_input", `${name} must be a positive integer, not ${v}`);
       return v;
     };
     this.maxSessions = int("maxSessions", options.maxSessions, 1000);
@@ -171,7 +171,7 @@ export class SessionStore {
 
   /** The session, or a ChatRecError (unknown_session) saying it is unknown or expired. */
   require(id: string): Session {
-    if (typeof id !== "string" || id === "") throw new ChatRecError("bad_request", "a session id must be a non-empty string");
+    if (typeof id !== "string" || id === "") throw new ChatRecError("invalid_input", "a session id must be a non-empty string");
     const s = this.get(id);
     if (!s) throw new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired (sessions expire ${Math.round(this.ttlMs / 1000)} s after their last turn); start a new one`);
     return s;

@@ -45,7 +45,7 @@ export async function createChatRec(setup: ChatRecSetup): Promise<ChatRec> {
     recommender = await loadRecommenderFile(spec.file);
     log(`loaded ${recommender.kind} from ${spec.file}`);
     const unknown = recommender.users.ids().filter((u) => !loaded.interactions.users.has(u)).length;
-    if (unknown === recommender.users.size) throw new ChatRecError("bad_request", `${spec.file}: none of its users are in the data; was it trained on other data?`);
+    if (unknown === recommender.users.size) throw new ChatRecError("invalid_input", `${spec.file}: none of its users are in the data; was it trained on other data?`);
   } else recommender = spec;
   if (saveRecommender) {
     await recommender.save(saveRecommender);

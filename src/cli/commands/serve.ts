@@ -33,7 +33,7 @@ export class PendingChat implements ChatService {
   }
   private get(): ChatService {
     if (this.real) return this.real;
-    throw new ChatRecError("no_model", this.failure ? `Chat-REC could not start: ${this.failure}` : "Chat-REC is starting (the model is loading); try again shortly");
+    throw new ChatRecError("unavailable", this.failure ? `Chat-REC could not start: ${this.failure}` : "Chat-REC is starting (the model is loading); try again shortly");
   }
   startSession(user: string | number) {
     return this.get().startSession(user);

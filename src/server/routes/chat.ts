@@ -19,8 +19,10 @@
  * - `DELETE /v1/chat/:sessionId`: ends it (204).
  *
  * Sessions live in the service's bounded store and expire after their TTL: an unknown or expired
- * session is a 404 with code `CHAT_UNKNOWN_SESSION`. Errors are `{ statusCode, error, code,
- * message }`, as everywhere on the server. A client that disconnects cancels its turn.
+ * session is a 404 with code `unknown_session`. Errors are `{ statusCode, error, code, message }`,
+ * as everywhere on the server, with a code of the one vocabulary (src/errors.ts) and its status
+ * (`unknown_user` 404, `invalid_input` 400, `busy` 409, `unavailable` 503...); the stream's error
+ * event carries the same code. A client that disconnects cancels its turn.
  *
  * @module
  */
@@ -32,6 +34,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { ChatRecError } from "../../chatrec/errors.js";
 import { MAX_MESSAGE_CHARS, type TurnOptions } from "../../chatrec/pipeline.js";
 import type { ChatService } from "../../chatrec/service.js";
+import { codeOf, httpStatusOf } from "../../errors.js";
+import { ERROR_SCHEMA } from "../schemas.js";
 
 /** Options of {@link chatRoutes}. */
 export interface ChatRoutesOptions {
@@ -92,11 +96,6 @@ const RECOMMENDATION_SCHEMA = {
   },
 } as const;
 
-export const ERROR_SCHEMA = {
-  type: "object",
-  properties: { statusCode: { type: "integer" }, error: { type: "string" }, code: { type: "string" }, message: { type: "string" } },
-} as const;
-
 /** The JSON answer of `POST /v1/chat`. */
 export const CHAT_RESPONSE_SCHEMA = {
   type: "object",
@@ -131,13 +130,17 @@ export const SESSION_SCHEMA = {
 
 const PARAMS_SCHEMA = { type: "object", required: ["sessionId"], properties: { sessionId: { type: "string", minLength: 1, maxLength: 100 } } } as const;
 
-function errorBody(status: number, code: string, message: string) {
-  return { statusCode: status, error: STATUS_CODES[status] ?? "Error", code, message };
-}
+/** The error answers of every chat route. */
+const ERROR_RESPONSES = { 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 503: ERROR_SCHEMA } as const;
 
+/**
+ * Answers a {@link ChatRecError} as `{ statusCode, error, code, message }` with its code's status;
+ * anything else goes on to the server's error handler.
+ */
 function sendError(reply: FastifyReply, err: unknown): FastifyReply | never {
-  if (err instanceof ChatRecError) return reply.code(err.status).send(errorBody(err.status, `CHAT_${err.code.toUpperCase()}`, err.message));
-  throw err;
+  if (!(err instanceof ChatRecError)) throw err;
+  const status = httpStatusOf(err);
+  return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? "Error", code: err.code, message: err.message });
 }
 
 /** Aborted when the client goes away before the answer is complete. */
@@ -154,7 +157,6 @@ function clientGone(request: FastifyRequest, reply: FastifyReply): AbortControll
 /** Registers `POST /v1/chat`, `POST /v1/chat/sessions`, `GET /v1/chat/:sessionId` and `DELETE /v1/chat/:sessionId`. */
 export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify, { service }) => {
   if (!service || typeof service.turn !== "function") throw new TypeError("chatRoutes needs { service } (a ChatRec)");
-  const errors = { 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 503: ERROR_SCHEMA };
 
   fastify.post(
     "/v1/chat",
@@ -167,7 +169,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
           "\"more like the second\" refine the last answer. With stream: true the answer is NDJSON events (start, recommendations once ranked, text pieces, result).",
         tags: ["chat"],
         body: CHAT_BODY_SCHEMA,
-        response: { 200: CHAT_RESPONSE_SCHEMA, ...errors },
+        response: { 200: CHAT_RESPONSE_SCHEMA, ...ERROR_RESPONSES },
       },
     },
     async (request, reply) => {
@@ -180,10 +182,10 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         if (body.sessionId !== undefined) {
           await service.load?.(body.sessionId);
           const s = service.session(body.sessionId);
-          if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("bad_request", `session ${body.sessionId} belongs to another user`);
+          if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("invalid_input", `session ${body.sessionId} belongs to another user`);
           ({ sessionId, user } = s);
         } else {
-          if (body.user === undefined) throw new ChatRecError("bad_request", "body/user is required to start a conversation (or send body/sessionId to continue one)");
+          if (body.user === undefined) throw new ChatRecError("invalid_input", "body/user is required to start a conversation (or send body/sessionId to continue one)");
           ({ sessionId, user } = service.startSession(body.user));
           await service.sync?.(sessionId);
         }
@@ -208,9 +210,10 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
           out.end(`${JSON.stringify({ type: "result", ...rest })}\n`);
         },
         (err: Error) => {
-          const code = err instanceof ChatRecError ? `CHAT_${err.code.toUpperCase()}` : "CHAT_INTERNAL";
-          if (!(err instanceof ChatRecError)) request.log.error({ err }, "chat turn failed");
-          out.end(`${JSON.stringify({ type: "error", code, message: err instanceof ChatRecError ? err.message : `internal error (request ${request.id})` })}\n`);
+          // the code the JSON answer would have had (the status line is sent already)
+          const code = codeOf(err);
+          if (code === "internal") request.log.error({ err }, "chat turn failed");
+          out.end(`${JSON.stringify({ type: "error", code, message: code === "internal" ? `internal error (request ${request.id})` : err.message })}\n`);
         },
       );
       return reply.type("application/x-ndjson; charset=utf-8").send(out);
@@ -229,7 +232,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
           additionalProperties: false,
           properties: { user: { type: ["string", "integer"], description: "a user of the interaction data" } },
         },
-        response: { 201: SESSION_SCHEMA, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 503: ERROR_SCHEMA },
+        response: { 201: SESSION_SCHEMA, ...ERROR_RESPONSES },
       },
     },
     async (request, reply) => {
@@ -244,7 +247,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
 
   fastify.get(
     "/v1/chat/:sessionId",
-    { schema: { summary: "A Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 200: SESSION_SCHEMA, ...errors } } },
+    { schema: { summary: "A Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 200: SESSION_SCHEMA, ...ERROR_RESPONSES } } },
     async (request, reply) => {
       try {
         const id = (request.params as { sessionId: string }).sessionId;
@@ -258,7 +261,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
 
   fastify.delete(
     "/v1/chat/:sessionId",
-    { schema: { summary: "End a Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 204: { type: "null" }, ...errors } } },
+    { schema: { summary: "End a Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 204: { type: "null" }, ...ERROR_RESPONSES } } },
     async (request, reply) => {
       const id = (request.params as { sessionId: string }).sessionId;
       try {
