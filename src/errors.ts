@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   empty: { http: 400, exit: EXIT.USAGE, meaning: "a prompt, list or file that must hold something is empty" },
   too_long: { http: 413, exit: EXIT.FAILURE, meaning: "a prompt has more tokens than the context holds (raise the context size)" },
   too_many_items: { http: 413, exit: EXIT.USAGE, meaning: "a request holds more items than the server's limit or queue" },
+  too_large: { http: 413, exit: EXIT.USAGE, meaning: "a request body is larger than the server's limit" },
   unknown_adapter: { http: 404, exit: EXIT.USAGE, meaning: "no LoRA adapter of that name is loaded" },
   adapter_required: { http: 400, exit: EXIT.USAGE, meaning: "several adapters are loaded and none is the default: the call must choose one" },
   adapter_exists: { http: 409, exit: EXIT.USAGE, meaning: "an adapter of that name is already loaded" },
@@ -38,7 +39,7 @@ export const ERROR_CODES = {
   forbidden: { http: 403, exit: EXIT.USAGE, meaning: "the request is not allowed here (e.g. a path outside the models folder, runtime loading disabled)" },
   unauthorized: { http: 401, exit: EXIT.USAGE, meaning: "a missing or wrong API key" },
   // files and data
-  invalid_file: { http: 400, exit: EXIT.FAILURE, meaning: "a model, adapter or checkpoint file is malformed, truncated or does not fit the model" },
+  invalid_file: { http: 422, exit: EXIT.FAILURE, meaning: "a model, adapter or checkpoint file is malformed, truncated or does not fit the model" },
   invalid_data: { http: 400, exit: EXIT.FAILURE, meaning: "a row of a data file is malformed (the message names file, line and field)" },
   unsupported: { http: 400, exit: EXIT.FAILURE, meaning: "a valid input that uses a feature tallrec does not support" },
   // the computation

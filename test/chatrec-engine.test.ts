@@ -20,7 +20,7 @@ import {
   type ChatEngine,
   type TurnResult,
 } from "../src/chatrec/index.js";
-import { Engine } from "../src/engine/engine.js";
+import { Engine, type ScoreInput, type ScoreOptions, type ScoreStats } from "../src/engine/engine.js";
 import type { ChatMessage } from "../src/engine/generation.js";
 import { promptText } from "../src/engine/prompt.js";
 import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender, loadMovieLens100k, type MovieLens100k } from "../src/recsys/index.js";
@@ -100,8 +100,16 @@ describe("TALLRec re-ranking", () => {
   it("orders the candidates by engine.score's pYes exactly, scoring TALLRec's prompts with the history evaluated once", async () => {
     const history = titledHistory(ml.items, new HistoryIndex(ml.interactions).get("42"));
     const candidates = knn.recommend("42", 15).map((r) => ({ item: r.item, title: ml.items.title(r.item), recScore: r.score }));
-    const { ranked, failed } = await rerank(engine, history, candidates);
-    const stats = engine.stats!;
+    // the re-ranking's own call, with what it cost (scoreWithStats)
+    let stats!: ScoreStats;
+    const scorer = {
+      score: async (p: ScoreInput[], o?: ScoreOptions) => {
+        const r = await engine.scoreWithStats(p, o);
+        stats = r.stats;
+        return r.results;
+      },
+    };
+    const { ranked, failed } = await rerank(scorer, history, candidates);
     expect(failed).toEqual([]);
     const prompts = candidates.map((c) => tallrecPrompt(history, c.title));
     const direct = (await engine.score(prompts)).map((r) => {

@@ -100,8 +100,8 @@ describe("Engine on the tiny model (exact mode)", () => {
     const base = { domain: "movie" as const, liked: ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)"], disliked: ["Jumanji (1995)"] };
     const targets = ["Casino (1995)", "Babe (1995)", "Se7en (1995)", "Twister (1996)", "Mars Attacks! (1996)", "Scream (1996)"];
     const prompts = targets.map((target) => ({ ...base, target }));
-    const shared = (await engine.score(prompts)).map(ok);
-    const stats = engine.stats!;
+    const { results, stats } = await engine.scoreWithStats(prompts);
+    const shared = results.map(ok);
     expect(stats.decodedTokens).toBeLessThan(stats.promptTokens / 2);
     for (const [i, p] of prompts.entries()) {
       const alone = ok((await engine.score([p], { share: false }))[0]);
@@ -116,13 +116,16 @@ describe("Engine on the tiny model (exact mode)", () => {
   it("switches adapters exactly (A, B, A) and never reuses a prefix cached under another set", async () => {
     const rows = sampleRows("book").slice(0, 5);
     const a1 = (await engine.score(rows, { adapter: "a" })).map(ok);
-    const a1again = (await engine.score(rows, { adapter: "a" })).map(ok);
-    expect(engine.stats!.reusedTokens).toBeGreaterThan(20); // the template prefix, resident from the previous call
-    const b = (await engine.score(rows, { adapter: "b" })).map(ok);
-    expect(engine.stats!.reusedTokens).toBe(0); // cached under "a": not reusable under "b"
+    const again = await engine.scoreWithStats(rows, { adapter: "a" });
+    const a1again = again.results.map(ok);
+    expect(again.stats.reusedTokens).toBeGreaterThan(20); // the template prefix, resident from the previous call
+    const bCall = await engine.scoreWithStats(rows, { adapter: "b" });
+    const b = bCall.results.map(ok);
+    expect(bCall.stats.reusedTokens).toBe(0); // cached under "a": not reusable under "b"
     const a2 = (await engine.score(rows, { adapter: "a" })).map(ok);
     const none = (await engine.score(rows, { adapter: null })).map(ok);
-    const half = (await engine.score(rows, { adapter: [{ name: "a", scale: 0.5 }] })).map(ok);
+    const halfCall = await engine.scoreWithStats(rows, { adapter: [{ name: "a", scale: 0.5 }] });
+    const half = halfCall.results.map(ok);
     for (let i = 0; i < rows.length; i++) {
       expect(relDiff(a1again[i].logitYes, a1[i].logitYes)).toBeLessThan(EXACT);
       expect(a2[i].logitYes).toBe(a1[i].logitYes);
@@ -131,7 +134,7 @@ describe("Engine on the tiny model (exact mode)", () => {
       expect(Math.abs(none[i].logitYes - a1[i].logitYes)).toBeGreaterThan(1e-3);
       expect(Math.abs(half[i].logitYes - a1[i].logitYes)).toBeGreaterThan(1e-4);
     }
-    expect(engine.stats!.reusedTokens).toBe(0); // the scale-0.5 call: another adapter set
+    expect(halfCall.stats.reusedTokens).toBe(0); // the scale-0.5 call: another adapter set
   });
 
   it("offers TALLRec's compat scoring rule, computed from the full-vocabulary log-sum-exp", async () => {

@@ -3,9 +3,10 @@
  * bound (429), timeouts, disconnects, and graceful shutdown under load.
  */
 import type { FastifyInstance } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { Engine, type ScoreInput, type ScoreOptions } from "../src/engine/engine.js";
+import { Engine } from "../src/engine/engine.js";
+import { promptText } from "../src/engine/prompt.js";
 import { buildServer, type ServerEngine, type ServerOptions } from "../src/server/index.js";
 import { sampleRows } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
@@ -19,14 +20,15 @@ beforeAll(async () => {
 afterAll(async () => engine?.close());
 
 /**
- * The engine behind a gate: while the gate is shut, score() calls wait (after recording their
- * size); close() is recorded, not passed on (the next test still needs the engine).
+ * The engine with a gate in its scheduler: while the gate is shut, batches wait (after recording
+ * their size and prompts) before they run; close() is recorded, not passed on (the next test still
+ * needs the engine). Call `g.done()` after the test to remove the gate.
  */
 function gatedEngine() {
   let open: (() => void) | null = null;
   let gate: Promise<void> | null = null;
   const batches: number[] = [];
-  const seen: ScoreInput[][] = [];
+  const seen: number[][][] = [];
   const g = {
     batches,
     seen,
@@ -42,19 +44,11 @@ function gatedEngine() {
       open = null;
     },
     waiting: 0,
+    done: () => {},
     engine: {
-      async score(inputs: readonly ScoreInput[], options?: ScoreOptions) {
-        batches.push(inputs.length);
-        seen.push([...inputs]);
-        if (gate) {
-          g.waiting++;
-          await gate;
-          g.waiting--;
-        }
-        return engine.score(inputs, options);
-      },
-      get stats() {
-        return engine.stats;
+      scoreWithStats: (inputs, options) => engine.scoreWithStats(inputs, options),
+      get scheduler() {
+        return engine.scheduler;
       },
       get info() {
         return engine.info;
@@ -68,8 +62,27 @@ function gatedEngine() {
       },
     } as ServerEngine,
   };
+  g.done = engine.scheduler.intercept(async (_group, items, next) => {
+    batches.push(items.length);
+    seen.push(items.map((t) => [...t]));
+    if (gate) {
+      g.waiting++;
+      await gate;
+      g.waiting--;
+    }
+    return next();
+  });
+  gates.push(g.done);
   return g;
 }
+
+const gates: Array<() => void> = [];
+afterEach(() => {
+  for (const remove of gates.splice(0)) remove();
+});
+
+/** A prompt's tokens, as the batches hold them (for `seen`). */
+const tokensOf = (p: { instruction: string; input: string }) => [...engine.tokenize(promptText(p))];
 
 async function listen(options: ServerOptions): Promise<{ app: FastifyInstance; url: string }> {
   const app = await buildServer({ processMetrics: false, ...options });
@@ -139,7 +152,7 @@ describe("HTTP server on 127.0.0.1", () => {
       const big = score(url, { items: all.slice(0, 48) }).then((r) => ((bigDone = performance.now()), r));
       await until(() => g.waiting === 1, "the large request's first batch");
       const small = score(url, { items: [all[200]] }).then((r) => ((smallDone = performance.now()), r));
-      await until(() => app.tallrec.batcher.stats.queuedJobs === 2, "the small request to be queued");
+      await until(() => app.tallrec.queue.queuedJobs === 2, "the small request to be queued");
       g.open();
       const [b, s] = await Promise.all([big, small]);
       expect(b.status).toBe(200);
@@ -148,7 +161,7 @@ describe("HTTP server on 127.0.0.1", () => {
       // the large request went through in batches of at most 8; the small one rode in the second
       expect(g.batches[0]).toBe(8);
       expect(g.batches.every((n) => n <= 8)).toBe(true);
-      expect(g.seen[1]).toContainEqual(all[200]);
+      expect(g.seen[1]).toContainEqual(tokensOf(all[200]));
       expect(g.batches.reduce((x, y) => x + y, 0)).toBe(49);
     } finally {
       g.open();
@@ -165,11 +178,11 @@ describe("HTTP server on 127.0.0.1", () => {
       const first = score(url, { items: all.slice(0, 2) });
       await until(() => g.waiting === 1, "the first batch to run");
       const queued = [score(url, { items: all.slice(2, 4) }), score(url, { items: all.slice(4, 6) })];
-      await until(() => app.tallrec.batcher.stats.queuedItems === 4, "4 queued prompts");
+      await until(() => app.tallrec.queue.queuedItems === 4, "4 queued prompts");
       const refused = await score(url, { items: all.slice(6, 7) });
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-      expect(refused.body.code).toBe("TALLREC_QUEUE_FULL");
+      expect(refused.body.code).toBe("queue_full");
       expect(refused.body.message).toMatch(/^the queue is full \(4 of 4 items queued, 1 more requested\)/);
       // more prompts than the whole queue holds: no use retrying
       const never = await score(url, { items: all.slice(0, 5) });
@@ -198,14 +211,14 @@ describe("HTTP server on 127.0.0.1", () => {
       await until(() => g.waiting === 1, "the first batch to run");
       const ac = new AbortController();
       const leaving = score(url, { items: all.slice(10, 13) }, ac.signal);
-      await until(() => app.tallrec.batcher.stats.queuedItems === 3, "the second request to be queued");
+      await until(() => app.tallrec.queue.queuedItems === 3, "the second request to be queued");
       ac.abort();
       await expect(leaving).rejects.toThrow();
-      await until(() => app.tallrec.batcher.stats.queuedItems === 0, "the queue to be freed");
-      expect(app.tallrec.batcher.stats.cancelled).toBe(1);
+      await until(() => app.tallrec.queue.queuedItems === 0, "the queue to be freed");
+      expect(app.tallrec.queue.cancelled).toBe(1);
       g.open();
       expect((await first).status).toBe(200);
-      await app.tallrec.batcher.idle();
+      await engine.scheduler.idle();
       // the engine never saw the departed client's prompts
       expect(g.batches).toEqual([1]);
       const metrics = await (await fetch(`${url}/metrics`)).text();
@@ -225,7 +238,7 @@ describe("HTTP server on 127.0.0.1", () => {
       const res = await score(url, { items: rows().slice(0, 1) });
       const took = performance.now() - t0;
       expect(res.status).toBe(503);
-      expect(res.body.code).toBe("TALLREC_TIMEOUT");
+      expect(res.body.code).toBe("timeout");
       expect(res.body.message).toBe("the request timed out after 300 ms (the server is overloaded); retry later");
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect(took).toBeGreaterThanOrEqual(250);
@@ -242,7 +255,7 @@ describe("HTTP server on 127.0.0.1", () => {
     const all = rows();
     g.shut();
     const requests = Array.from({ length: 30 }, (_, i) => score(url, { items: all.slice(2 * i, 2 * i + 2) }));
-    const q = () => app.tallrec.batcher.stats;
+    const q = () => app.tallrec.queue;
     await until(() => g.waiting === 1 && q().queuedItems + q().runningItems === 60, "30 requests accepted (one batch running, the rest queued)");
     let idleAtClose: boolean | null = null;
     let answeredAtClose = -1;

@@ -351,7 +351,7 @@ describe("health, metrics, docs, auth, request ids", () => {
       expect(h1.headers["retry-after"]).toBe("2");
       const s1 = await loading.inject({ method: "POST", url: "/v1/score", payload: { items: [{ instruction: "x", input: "y" }] } });
       expect(s1.statusCode).toBe(503);
-      expect(json(s1).code).toBe("TALLREC_LOADING");
+      expect(json(s1).code).toBe("loading");
       release(engine);
       await engineLoaded(loading);
       const h2 = await loading.inject({ url: "/health" });

@@ -135,7 +135,7 @@ describe.skipIf(!chromium)("the web page in headless Chromium", () => {
     // unknown paths keep the server's 404 (no wildcard route)
     const missing = await fetch(`${base}/nope.js`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(missing.status).toBe(404);
-    expect(await missing.json()).toMatchObject({ code: "TALLREC_NOT_FOUND" });
+    expect(await missing.json()).toMatchObject({ code: "not_found" });
   });
 
   it("asks for the API key once, shows a user's history, streams chat turns and follow-ups as the API answers them", async () => {

@@ -7,18 +7,21 @@ import { basename, extname } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 
 import { Engine, type AdapterSpec, type EngineOptions } from "../engine/engine.js";
+import { EXIT, TallrecError, type ErrorCode } from "../errors.js";
 import type { GpuMode } from "../engine/native.js";
 
-/** Exit codes: 0 ok, 1 failure, 2 bad usage, 3 done but some rows failed, 130 interrupted. */
-export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, PARTIAL: 3, INTERRUPTED: 130 } as const;
+/** Exit codes: 0 ok, 1 failure, 2 bad usage, 3 done but some rows failed, 130 interrupted (src/errors.ts maps every error code to one). */
+export { EXIT };
 
-/** An error the CLI reports as one line (no stack) with an exit code. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number = EXIT.FAILURE,
-  ) {
-    super(message);
+/**
+ * An error the CLI reports as one line (no stack). Its exit status is its code's (ERROR_CODES in
+ * src/errors.ts), unless given: PARTIAL for a command that finished with failed items.
+ */
+export class CliError extends TallrecError {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number = EXIT.FAILURE, code: ErrorCode = exitCode === EXIT.USAGE ? "invalid_input" : "unavailable") {
+    super(code, message);
+    this.exitCode = exitCode;
   }
 }
 

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 
 import { addGlobalOptions, CliError, EXIT } from "./common.js";
+import { exitCodeOf, TallrecError } from "../errors.js";
 import { batchCommand } from "./commands/batch.js";
 import { chatCommand } from "./commands/chat.js";
 import { convertLoraCommand, convertModelCommand, mergeCommand, quantizeCommand } from "./commands/convert.js";
@@ -56,6 +57,12 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof CliError) {
       process.stderr.write(`tallrec: ${printableText(err.message)}\n`);
       return err.exitCode;
+    }
+    if (err instanceof TallrecError) {
+      // the library's errors: one line, and the exit status of their code (src/errors.ts)
+      process.stderr.write(`tallrec: ${printableText(err.message)}\n`);
+      if (process.env.TALLREC_DEBUG) process.stderr.write(`${err.stack}\n`);
+      return exitCodeOf(err);
     }
     // messages can quote names from files: never let their control characters reach the terminal
     process.stderr.write(`tallrec: ${printableText((err as Error).message ?? String(err))}\n`);

@@ -16,6 +16,7 @@ import { createReadStream, statSync } from "node:fs";
 import { Redis } from "ioredis";
 
 import type { ScoreInput, ScoreResult } from "../engine/engine.js";
+import type { ErrorCode } from "../errors.js";
 import type { ScoringRule } from "../engine/scoring.js";
 
 /** The BullMQ queue both sides use unless told otherwise. */
@@ -55,13 +56,13 @@ export interface WindowJob {
 /** A worker's answer: per prompt `[pYes, logitYes, logitNo, tokens]` or `{ error }`. */
 export interface WindowResult {
   worker: string;
-  results: Array<[number, number, number, number] | { error: string; tokens?: number }>;
+  results: Array<[number, number, number, number] | { error: string; code: ErrorCode; tokens?: number }>;
 }
 
 export function packResults(results: ScoreResult[], worker: string): WindowResult {
   return {
     worker,
-    results: results.map((r) => (r.error === undefined ? [r.pYes, r.logitYes, r.logitNo, r.tokens] : r.tokens === undefined ? { error: r.error } : { error: r.error, tokens: r.tokens })),
+    results: results.map((r) => (r.error === undefined ? [r.pYes, r.logitYes, r.logitNo, r.tokens] : r.tokens === undefined ? { error: r.error, code: r.code } : { error: r.error, code: r.code, tokens: r.tokens })),
   };
 }
 

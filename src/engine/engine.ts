@@ -1,6 +1,9 @@
 /**
  * The engine: a LLaMA GGUF model with TALLRec LoRA adapters on CUDA or the CPU, scoring
- * user–item prompts in batches (see plan.ts for how a batch is laid out in the KV memory).
+ * user–item prompts in batches. Every score call goes through the engine's one scheduler
+ * (scheduler.ts), whoever makes it (the library, the HTTP routes, Chat-REC, the CLI): concurrent
+ * calls are merged into batches, fairly and within bounds, and each batch is one ScoreCall
+ * (score-call.ts: plan.ts lays it out in the KV memory, native/src/scorer.cpp runs it).
  *
  * ```ts
  * const engine = await Engine.load({ model: "models/llama-7b.gguf", adapters: [{ name: "movie", path: "models/movie.gguf" }] });
@@ -9,75 +12,23 @@
  * await engine.close();
  * ```
  */
-import { availableParallelism } from "node:os";
-
-import { loadBinding, LogLevel, type Backend, type GpuMode, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
-import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMessage, type GenerateOptions, type GenerateResult } from "./generation.js";
-import { planScoring, roundBudget, type Plan } from "./plan.js";
-import { promptText, renderPrompt, type PromptInput } from "./prompt.js";
-import { assertScoringRule, probabilityYes, type ScoringRule } from "./scoring.js";
+import { TallrecError } from "../errors.js";
 import type { GgufFile } from "../gguf/index.js";
-import { checkAdapterFile, checkLoraScale, checkModelFile, type AdapterSummary, type ModelSummary } from "./validate.js";
+import { AdapterSet, type AdapterSelection } from "./adapters.js";
+import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMessage, type GenerateOptions, type GenerateResult } from "./generation.js";
+import { loadBinding, LogLevel, type Backend, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
+import { resolveOptions, type AdapterSpec, type EngineOptions, type LogFunction } from "./options.js";
+import { roundBudget } from "./plan.js";
+import { checkPromptInput, promptText, renderPrompt, type PromptInput } from "./prompt.js";
+import { Scheduler } from "./scheduler.js";
+import { ScoreCall, type ResolvedAdapters, type ScoreResult } from "./score-call.js";
+import { assertScoringRule, type ScoringRule } from "./scoring.js";
+import { checkAdapterFile, checkLoraScale, checkModelFile, type ModelSummary } from "./validate.js";
 
-export interface AdapterSpec {
-  /** The name calls select it by. */
-  name: string;
-  /** A GGUF LoRA adapter (see models/README.md to convert a PEFT adapter). */
-  path: string;
-  /** Default scale when selected by name (1 = as trained). */
-  scale?: number;
-}
-
-export type LogFunction = (level: "debug" | "info" | "warn" | "error", message: string) => void;
-
-export interface EngineOptions {
-  /** Path of a LLaMA GGUF model. */
-  model: string;
-  /** LoRA adapters to load onto the model. */
-  adapters?: AdapterSpec[];
-  /** Adapter used when a call names none (default: the only adapter, when exactly one is loaded). */
-  defaultAdapter?: string | null;
-  /** "auto" (default): CUDA when a usable GPU is found, else the CPU (`info.fallbackReason` says why); "cuda": CUDA or a load error saying why it is not usable; "cpu". */
-  gpu?: GpuMode;
-  /** Layers to offload on CUDA (default: all). */
-  gpuLayers?: number;
-  /** CPU threads (default: $TALLREC_THREADS, else every core). */
-  threads?: number;
-  /** KV cells of the context: the most tokens resident at once (default 4096). */
-  contextSize?: number;
-  /** Most tokens per llama_decode call (default: contextSize). */
-  batchSize?: number;
-  /** Physical micro-batch (default 512). */
-  ubatchSize?: number;
-  /** Most prompts in flight in one round (default 64, at most 256). */
-  sequences?: number;
-  /**
-   * Most KV cells one round of prompts spans (default: from the model's shape, see roundBudget in
-   * plan.ts; small models run faster with small rounds, large ones use the whole context).
-   */
-  roundTokens?: number;
-  /** Flash attention (default off: scores then do not depend on how prompts are batched). */
-  flashAttention?: boolean;
-  /** KV cache precision (default "f16", llama.cpp's default; "f32" is exact to float rounding, at twice the memory). */
-  kvType?: "f16" | "f32";
-  /** Answer tokens: ids or the text whose first token after "### Response:\n" is the answer. Default "Yes" / "No". */
-  answerTokens?: { yes?: number | string; no?: number | string };
-  /** llama.cpp's log: false (default) quiet, true to stderr, or a function. */
-  verbose?: boolean | LogFunction;
-  /** Memory-map the model (default true). */
-  useMmap?: boolean;
-  /**
-   * CPU threads: a threadpool is kept for the context, its threads waiting for work between
-   * operations by sleeping (0, default) up to spinning (100); -1 uses llama.cpp's own (a new
-   * threadpool per graph), which measured 2.7x slower per single-prompt call here.
-   */
-  threadPoll?: number;
-  /** KV cells of the generation context, created on the first generate() (default 2048). */
-  generationContextSize?: number;
-}
-
-/** Which adapters a call uses: a name, names, explicit scales, or null for the base model alone. */
-export type AdapterSelection = string | null | ReadonlyArray<string | { name: string; scale?: number }>;
+export type { AdapterSelection } from "./adapters.js";
+export { defaultThreads, type AdapterSpec, type EngineOptions, type LogFunction } from "./options.js";
+export type { Score, ScoreFailure, ScoreResult } from "./score-call.js";
+export type { SchedulerBounds, SchedulerStats, BatchInfo } from "./scheduler.js";
 
 export interface ScoreOptions {
   /** Adapter(s) for this call (default: the engine's default adapter). */
@@ -86,37 +37,31 @@ export interface ScoreOptions {
   scoring?: ScoringRule;
   /** Share common prefixes between prompts (default true). */
   share?: boolean;
-  /** Cancels the call: queued work never runs, running work stops at the next decode. */
+  /** Cancels the call: queued work never runs, running work stops at the next decode (when no other call shares its batch). */
   signal?: AbortSignal;
+  /** Keep all the call's prompts in one batch (at most the scheduler's maxBatch), e.g. one user's candidates. */
+  atomic?: boolean;
 }
 
 /** A prompt: a TALLRec row, structured fields, a full prompt text, or its tokens (BOS included). */
 export type ScoreInput = PromptInput | string | { tokens: Int32Array | number[] };
 
-export interface Score {
-  pYes: number;
-  logitYes: number;
-  logitNo: number;
-  /** Prompt length in tokens. */
-  tokens: number;
-  /** Log-sum-exp of the full logit row (present with scoring "tallrec-compat"). */
-  logSumExp?: number;
-  error?: undefined;
-}
-
-export interface ScoreFailure {
-  error: string;
-  tokens?: number;
-}
-
-export type ScoreResult = Score | ScoreFailure;
-
+/**
+ * What one call cost. Batches merge several calls: the tokens a batch evaluated and reused are
+ * shared among its prompts in proportion to their length, so the figures of concurrent calls add
+ * up to the batches' totals.
+ */
 export interface ScoreStats {
   prompts: number;
   promptTokens: number;
   decodedTokens: number;
   reusedTokens: number;
+  /** llama_decode calls of the batches the call's prompts went into. */
   decodeCalls: number;
+  /** Batches the call's prompts went into. */
+  batches: number;
+  /** Time the call waited in the scheduler's queue before its first batch started, in ms. */
+  queuedMs: number;
   milliseconds: number;
 }
 
@@ -143,13 +88,21 @@ export interface EngineInfo {
   };
 }
 
-interface LoadedAdapter {
-  id: number;
-  name: string;
-  path: string;
-  scale: number;
-  native: NativeLora;
-  summary: AdapterSummary;
+/** Which prompts may share a batch: the same adapters, scoring rule and sharing. */
+export interface ScoreGroup {
+  adapters: ResolvedAdapters;
+  rule: ScoringRule;
+  share: boolean;
+}
+
+/** One prompt's outcome in a batch, with its share of the batch's work. */
+export interface ItemOutcome {
+  result: ScoreResult;
+  evaluated: number;
+  reused: number;
+  /** The batch it ran in (a sequence number) and that batch's llama_decode calls. */
+  batch: number;
+  decodeCalls: number;
 }
 
 /** A simple FIFO lock: one native call on a context at a time. */
@@ -171,37 +124,22 @@ class Lock {
 /** Most tokens planned into one native call (bounds memory and latency of one call). */
 const MAX_TOKENS_PER_CALL = 1 << 18;
 
-let adapterIds = 0;
-
 function logLevelName(level: number): "debug" | "info" | "warn" | "error" {
   return level >= LogLevel.ERROR ? "error" : level === LogLevel.WARN ? "warn" : level === LogLevel.INFO ? "info" : "debug";
 }
 
-/** TALLREC_THREADS, else every core. */
-export function defaultThreads(): number {
-  const env = Number(process.env.TALLREC_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : availableParallelism();
-}
-
-function positiveInt(name: string, v: unknown, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new TypeError(`${name} must be a positive integer, not ${JSON.stringify(v)}`);
-  return v;
-}
+const groupKey = (g: ScoreGroup) => `${g.adapters.key}\u0000${g.rule}\u0000${g.share ? 1 : 0}`;
 
 export class Engine {
-  private readonly adapters = new Map<string, LoadedAdapter>();
-  private readonly lock = new Lock();
+  /** The queue every score call goes through (bounds, stats, listeners: see scheduler.ts). */
+  readonly scheduler: Scheduler<Int32Array, ItemOutcome, ScoreGroup>;
+  private readonly adapters: AdapterSet;
   /** Generation and embedding contexts, created on first use, each with its own queue. */
   private generation: { lock: Lock; context: Promise<NativeContext> } | null = null;
   private embedding: { lock: Lock; context: Promise<NativeContext> } | null = null;
-  private generationContextSize = 2048;
-  private threadPoll = 0;
-  private kvType: "f16" | "f32" = "f16";
-  private flashAttention = false;
   private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
   private closed = false;
-  private lastStats: ScoreStats | null = null;
+  private batchSeq = 0;
   /** Bytes of text the vocabulary's longest token stands for (see boundedText). */
   private longestTokenBytes: number | undefined;
 
@@ -213,44 +151,28 @@ export class Engine {
     readonly variant: string,
     readonly fallbackReason: string | undefined,
     readonly answerTokens: { yes: number; no: number },
-    private defaultAdapter: string | null,
-    private readonly threads: number,
-    private readonly roundTokens: number,
-  ) {}
+    private readonly settings: { threads: number; roundTokens: number; kvType: "f16" | "f32"; flashAttention: boolean; threadPoll: number; generationContextSize: number },
+    defaultAdapter: string | null,
+    options: EngineOptions,
+  ) {
+    this.adapters = new AdapterSet(defaultAdapter);
+    this.scheduler = new Scheduler<Int32Array, ItemOutcome, ScoreGroup>({
+      run: (group, items, signal) => this.executeBatch(group, items, signal),
+      maxBatch: options.scheduler?.maxBatch ?? 256,
+      maxWaitMs: options.scheduler?.maxWaitMs ?? 0,
+      maxQueue: options.scheduler?.maxQueue ?? Number.MAX_SAFE_INTEGER,
+      groupKey,
+    });
+  }
 
   /** Loads the model, the adapters and a context. */
   static async load(options: EngineOptions): Promise<Engine> {
-    if (!options || typeof options !== "object") throw new TypeError("Engine.load needs an options object with a model path");
-    if (typeof options.model !== "string" || options.model === "") throw new TypeError("options.model must be the path of a GGUF model");
-    const gpu = options.gpu ?? "auto";
-    if (!["auto", "cuda", "cpu"].includes(gpu)) throw new TypeError(`gpu must be "auto", "cuda" or "cpu", not ${JSON.stringify(gpu)}`);
-    const nCtx = positiveInt("contextSize", options.contextSize, 4096);
-    const nBatch = positiveInt("batchSize", options.batchSize, nCtx);
-    const nUbatch = positiveInt("ubatchSize", options.ubatchSize, Math.min(512, nBatch));
-    const nSeqMax = positiveInt("sequences", options.sequences, Math.min(64, nBatch));
-    const threads = positiveInt("threads", options.threads, defaultThreads());
-    if (options.roundTokens !== undefined) positiveInt("roundTokens", options.roundTokens, 0);
-    if (options.kvType !== undefined && options.kvType !== "f16" && options.kvType !== "f32") throw new TypeError(`kvType must be "f16" or "f32", not ${JSON.stringify(options.kvType)}`);
-    if (options.flashAttention !== undefined && typeof options.flashAttention !== "boolean") throw new TypeError(`flashAttention must be true or false, not ${JSON.stringify(options.flashAttention)}`);
-    if (options.threadPoll !== undefined && (!Number.isInteger(options.threadPoll) || options.threadPoll < -1 || options.threadPoll > 100)) {
-      throw new TypeError(`threadPoll must be an integer from -1 to 100, not ${JSON.stringify(options.threadPoll)}`);
-    }
-    const specs = options.adapters ?? [];
-    if (!Array.isArray(specs)) throw new TypeError("adapters must be an array of { name, path, scale? }");
-    const names = new Set<string>();
-    for (const [i, a] of specs.entries()) {
-      if (!a || typeof a.name !== "string" || !a.name || typeof a.path !== "string" || !a.path) {
-        throw new TypeError(`adapters[${i}] must be { name, path, scale? } with non-empty strings`);
-      }
-      if (names.has(a.name)) throw new TypeError(`adapter name ${JSON.stringify(a.name)} is used twice`);
-      if (a.scale !== undefined) checkLoraScale(a.scale, `adapters[${i}].scale`);
-      names.add(a.name);
-    }
-
+    const o = resolveOptions(options);
+    const specs = o.adapters;
     const modelSummary = checkModelFile(options.model);
     const adapterSummaries = specs.map((a) => checkAdapterFile(a.path, modelSummary));
 
-    const loaded = loadBinding(gpu);
+    const loaded = loadBinding(o.gpu);
     const { binding } = loaded;
     const log = options.verbose;
     if (log === true) binding.setLogger((_level, text) => process.stderr.write(text), LogLevel.INFO);
@@ -266,34 +188,30 @@ export class Engine {
     try {
       for (const a of specs) loras.push(await binding.Lora.load(model, a.path));
       context = await binding.Context.create(model, {
-        nCtx,
-        nBatch,
-        nUbatch,
-        nSeqMax,
-        threads,
-        threadsBatch: threads,
-        flashAttn: options.flashAttention ? "on" : "off",
-        kvType: options.kvType ?? "f16",
-        poll: options.threadPoll ?? 0,
+        nCtx: o.nCtx,
+        nBatch: o.nBatch,
+        nUbatch: o.nUbatch,
+        nSeqMax: o.nSeqMax,
+        threads: o.threads,
+        threadsBatch: o.threads,
+        flashAttn: o.flashAttention ? "on" : "off",
+        kvType: o.kvType,
+        poll: o.threadPoll,
       });
       const answerTokens = {
         yes: resolveAnswerToken(model, options.answerTokens?.yes ?? "Yes", "yes"),
         no: resolveAnswerToken(model, options.answerTokens?.no ?? "No", "no"),
       };
-      if (answerTokens.yes === answerTokens.no) throw new Error(`the yes and no answers resolve to the same token ${answerTokens.yes}`);
-      let defaultAdapter = options.defaultAdapter ?? (specs.length === 1 ? specs[0].name : null);
-      if (defaultAdapter !== null && !names.has(defaultAdapter)) throw new TypeError(`defaultAdapter ${JSON.stringify(defaultAdapter)} is not among the adapters`);
+      if (answerTokens.yes === answerTokens.no) throw new TallrecError("invalid_input", `the yes and no answers resolve to the same token ${answerTokens.yes}`);
+      const defaultAdapter = options.defaultAdapter ?? (specs.length === 1 ? specs[0].name : null);
       const info = model.info();
       const nFf = modelSummary.file.metadata.get(`${modelSummary.architecture}.feed_forward_length`)?.value;
       const roundTokens =
         options.roundTokens ??
         roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
-      const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, defaultAdapter, threads, roundTokens);
-      engine.generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
-      engine.threadPoll = options.threadPoll ?? 0;
-      engine.kvType = options.kvType ?? "f16";
-      engine.flashAttention = options.flashAttention ?? false;
-      specs.forEach((a, i) => engine.adapters.set(a.name, { id: ++adapterIds, name: a.name, path: a.path, scale: a.scale ?? 1, native: loras[i], summary: adapterSummaries[i] }));
+      const settings = { threads: o.threads, roundTokens, kvType: o.kvType, flashAttention: o.flashAttention, threadPoll: o.threadPoll, generationContextSize: o.generationContextSize };
+      const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, settings, defaultAdapter, options);
+      specs.forEach((a, i) => engine.adapters.add(a, loras[i], adapterSummaries[i]));
       return engine;
     } catch (err) {
       context?.dispose();
@@ -307,13 +225,14 @@ export class Engine {
   get info(): EngineInfo {
     this.assertOpen();
     const c = this.native.context.info();
+    const s = this.settings;
     return {
       backend: this.backend,
       variant: this.variant,
       cpuFeatures: this.binding.systemInfo().trim(),
       fallbackReason: this.fallbackReason,
       model: { ...this.native.model.info(), architecture: this.modelSummary.architecture },
-      adapters: [...this.adapters.values()].map((a) => ({
+      adapters: this.adapters.list().map((a) => ({
         name: a.name,
         path: a.path,
         scale: a.scale,
@@ -322,19 +241,14 @@ export class Engine {
         targets: a.summary.targets.length,
       })),
       answerTokens: { ...this.answerTokens },
-      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: this.threads, roundTokens: this.roundTokens, kvType: this.kvType, flashAttention: this.flashAttention },
+      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: s.threads, roundTokens: s.roundTokens, kvType: s.kvType, flashAttention: s.flashAttention },
     };
-  }
-
-  /** Statistics of the last score() call. */
-  get stats(): ScoreStats | null {
-    return this.lastStats;
   }
 
   /** Tokenizes text as the scorer does (BOS added unless special is false). */
   tokenize(text: string, options: { special?: boolean } = {}): Int32Array {
     this.assertOpen();
-    if (typeof text !== "string") throw new TypeError("text must be a string");
+    if (typeof text !== "string") throw new TallrecError("invalid_input", "text must be a string");
     return this.native.model.tokenize(text, options.special ?? true, false);
   }
 
@@ -343,69 +257,51 @@ export class Engine {
     return this.native.model.detokenize(Int32Array.from(tokens), false, false);
   }
 
-  /** Loads another adapter at run time. */
+  /** Loads another adapter at run time (between batches). */
   async loadAdapter(spec: AdapterSpec): Promise<void> {
     this.assertOpen();
-    if (!spec || typeof spec.name !== "string" || !spec.name || typeof spec.path !== "string") throw new TypeError("loadAdapter needs { name, path, scale? }");
-    if (this.adapters.has(spec.name)) throw new Error(`an adapter named ${JSON.stringify(spec.name)} is already loaded`);
+    if (!spec || typeof spec.name !== "string" || !spec.name || typeof spec.path !== "string") throw new TallrecError("invalid_input", "loadAdapter needs { name, path, scale? }");
+    if (this.adapters.has(spec.name)) throw new TallrecError("adapter_exists", `an adapter named ${JSON.stringify(spec.name)} is already loaded`);
     if (spec.scale !== undefined) checkLoraScale(spec.scale, "scale");
     const summary = checkAdapterFile(spec.path, this.modelSummary);
     const native = await this.binding.Lora.load(this.native.model, spec.path);
-    this.adapters.set(spec.name, { id: ++adapterIds, name: spec.name, path: spec.path, scale: spec.scale ?? 1, native, summary });
+    if (this.adapters.has(spec.name)) {
+      native.dispose();
+      throw new TallrecError("adapter_exists", `an adapter named ${JSON.stringify(spec.name)} is already loaded`);
+    }
+    this.adapters.add(spec, native, summary);
   }
 
-  /** Unloads an adapter (after the calls already queued have run). */
+  /** Unloads an adapter (after the running batch; queued calls that chose it fail with `unknown_adapter`). */
   async unloadAdapter(name: string): Promise<void> {
     this.assertOpen();
-    const a = this.adapters.get(name);
-    if (!a) throw new Error(`no adapter named ${JSON.stringify(name)}`);
-    this.adapters.delete(name);
-    if (this.defaultAdapter === name) this.defaultAdapter = null;
-    await this.lock.run(async () => a.native.dispose());
+    const a = this.adapters.remove(name);
+    await this.scheduler.exclusive(async () => a.native.dispose());
   }
 
   /** Adapter names, in load order. */
   adapterNames(): string[] {
-    return [...this.adapters.keys()];
-  }
-
-  private resolveAdapters(selection: AdapterSelection | undefined): { list: LoadedAdapter[]; scales: number[]; key: string } {
-    const pick = (name: string, scale?: number) => {
-      const a = this.adapters.get(name);
-      if (!a) throw new Error(`unknown adapter ${JSON.stringify(name)} (loaded: ${this.adapterNames().map((n) => JSON.stringify(n)).join(", ") || "none"})`);
-      if (scale !== undefined) checkLoraScale(scale, `adapter scale for ${name}`);
-      return { a, scale: scale ?? a.scale };
-    };
-    let chosen: Array<{ a: LoadedAdapter; scale: number }>;
-    if (selection === undefined) {
-      chosen = this.defaultAdapter === null ? [] : [pick(this.defaultAdapter)];
-      if (this.defaultAdapter === null && this.adapters.size > 1) {
-        throw new Error(`several adapters are loaded (${this.adapterNames().join(", ")}): choose one with { adapter }, or null for the base model`);
-      }
-    } else if (selection === null) chosen = [];
-    else if (typeof selection === "string") chosen = [pick(selection)];
-    else if (Array.isArray(selection)) chosen = selection.map((s) => (typeof s === "string" ? pick(s) : pick(s?.name, s?.scale)));
-    else throw new TypeError("adapter must be a name, an array of names or { name, scale }, or null");
-    return {
-      list: chosen.map((c) => c.a),
-      scales: chosen.map((c) => c.scale),
-      key: chosen.map((c) => `${c.a.id}:${c.scale}`).join(","),
-    };
+    return this.adapters.names();
   }
 
   /**
    * Scores prompts: for each, the logits of the answer tokens at the first answer position and
    * pYes under the scoring rule. Results come back in input order; an item that cannot be scored
-   * (malformed, or longer than the context) gets `{ error }` and the others are scored.
+   * (malformed, empty, longer than the context) gets `{ error, code }` and the others are scored.
    */
   async score(inputs: readonly ScoreInput[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+    return (await this.scoreWithStats(inputs, options)).results;
+  }
+
+  /** {@link score}, with what this call cost. */
+  async scoreWithStats(inputs: readonly ScoreInput[], options: ScoreOptions = {}): Promise<{ results: ScoreResult[]; stats: ScoreStats }> {
     this.assertOpen();
-    if (!Array.isArray(inputs)) throw new TypeError("score() takes an array of prompts");
-    if (inputs.length === 0) throw new RangeError("score() needs at least one prompt (the batch is empty)");
-    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    if (!Array.isArray(inputs)) throw new TallrecError("invalid_input", "score() takes an array of prompts");
+    if (inputs.length === 0) throw new TallrecError("empty", "score() needs at least one prompt (the batch is empty)");
+    if (options === null || typeof options !== "object") throw new TallrecError("invalid_input", "options must be an object");
     const rule = options.scoring ?? "softmax";
     assertScoringRule(rule);
-    const adapters = this.resolveAdapters(options.adapter);
+    const group: ScoreGroup = { adapters: this.adapters.resolve(options.adapter), rule, share: options.share ?? true };
     options.signal?.throwIfAborted();
     const t0 = performance.now();
 
@@ -416,24 +312,77 @@ export class Engine {
     for (let i = 0; i < inputs.length; i++) {
       if (results[i]) continue;
       const n = tokens[i]!.length;
-      if (n === 0) results[i] = { error: "the prompt is empty", tokens: 0 };
-      else if (n > nCtx) results[i] = { error: `the prompt has ${n} tokens but the context holds ${nCtx} (raise contextSize)`, tokens: n };
+      if (n === 0) results[i] = { error: "the prompt is empty", code: "empty", tokens: 0 };
+      else if (n > nCtx) results[i] = { error: `the prompt has ${n} tokens but the context holds ${nCtx} (raise contextSize)`, code: "too_long", tokens: n };
       else todo.push(i);
     }
-
-    const stats: ScoreStats = { prompts: inputs.length, promptTokens: 0, decodedTokens: 0, reusedTokens: 0, decodeCalls: 0, milliseconds: 0 };
-    // chunks of bounded size, one native call each; other callers may run between chunks
-    for (let start = 0; start < todo.length; ) {
-      let end = start;
-      let sum = 0;
-      while (end < todo.length && (end === start || sum + tokens[todo[end]]!.length <= MAX_TOKENS_PER_CALL)) sum += tokens[todo[end++]]!.length;
-      const chunk = todo.slice(start, end);
-      await this.lock.run(() => this.runChunk(chunk, tokens, adapters, rule, options, results, stats));
-      start = end;
+    const stats: ScoreStats = { prompts: inputs.length, promptTokens: 0, decodedTokens: 0, reusedTokens: 0, decodeCalls: 0, batches: 0, queuedMs: 0, milliseconds: 0 };
+    if (todo.length > 0) {
+      const job = await this.scheduler.submit(
+        todo.map((i) => tokens[i]!),
+        { group, signal: options.signal, atomic: options.atomic },
+      );
+      let decoded = 0;
+      let reused = 0;
+      const batches = new Map<number, number>();
+      job.results.forEach((o, k) => {
+        results[todo[k]] = o.result;
+        if (o.result.error === undefined) stats.promptTokens += o.result.tokens;
+        decoded += o.evaluated;
+        reused += o.reused;
+        batches.set(o.batch, o.decodeCalls);
+      });
+      stats.decodedTokens = Math.round(decoded);
+      stats.reusedTokens = Math.round(reused);
+      stats.batches = batches.size;
+      for (const n of batches.values()) stats.decodeCalls += n;
+      stats.queuedMs = job.queuedMs;
     }
     stats.milliseconds = performance.now() - t0;
-    this.lastStats = stats;
-    return results;
+    return { results, stats };
+  }
+
+  /**
+   * Runs one batch of the scheduler: the prompts in calls of at most MAX_TOKENS_PER_CALL tokens,
+   * each a {@link ScoreCall}; the tokens each call evaluated and reused are shared among its prompts.
+   */
+  private async executeBatch(group: ScoreGroup, prompts: Int32Array[], signal: AbortSignal): Promise<ItemOutcome[]> {
+    this.assertOpen();
+    const gone = this.adapters.stillLoaded(group.adapters);
+    if (gone !== null) throw new TallrecError("unknown_adapter", `the adapter ${JSON.stringify(gone)} was unloaded while the call was queued`);
+    const batch = ++this.batchSeq;
+    const outcomes: ItemOutcome[] = new Array(prompts.length);
+    for (let start = 0; start < prompts.length; ) {
+      let end = start;
+      let sum = 0;
+      while (end < prompts.length && (end === start || sum + prompts[end].length <= MAX_TOKENS_PER_CALL)) sum += prompts[end++].length;
+      const chunk = prompts.slice(start, end);
+      const resident = group.share && this.resident.key === group.adapters.key ? this.resident.tokens : new Int32Array(0);
+      // until the call succeeds the KV memory is unknown: nothing resident
+      this.resident = { key: "", tokens: new Int32Array(0) };
+      const call = new ScoreCall({
+        context: this.native.context,
+        prompts: chunk,
+        adapters: group.adapters,
+        rule: group.rule,
+        share: group.share,
+        resident,
+        roundCells: this.settings.roundTokens,
+        answerTokens: this.answerTokens,
+      });
+      const out = await call.run(signal);
+      this.resident = { key: group.adapters.key, tokens: out.residentAfter };
+      const scored = out.results.reduce((s, r) => s + (r.error === undefined ? r.tokens : 0), 0);
+      out.results.forEach((r, k) => {
+        const share = r.error === undefined && scored > 0 ? r.tokens / scored : 0;
+        outcomes[start + k] = { result: r, evaluated: out.stats.decodedTokens * share, reused: out.stats.reusedTokens * share, batch, decodeCalls: 0 };
+      });
+      outcomes[start].decodeCalls += out.stats.decodeCalls;
+      start = end;
+    }
+    const calls = outcomes.reduce((s, o) => s + o.decodeCalls, 0);
+    for (const o of outcomes) o.decodeCalls = calls;
+    return outcomes;
   }
 
   private async tokenizeInputs(inputs: readonly ScoreInput[], results: ScoreResult[]): Promise<Array<Int32Array | undefined>> {
@@ -449,14 +398,17 @@ export class Engine {
           textIndex.push(i);
         } else if (input && typeof input === "object" && "tokens" in input) {
           const t = Int32Array.from(input.tokens as ArrayLike<number>);
-          for (const id of t) if (!Number.isInteger(id) || id < 0 || id >= nVocab) throw new Error(`token id ${id} is outside the vocabulary (0..${nVocab - 1})`);
+          for (const id of t) if (!Number.isInteger(id) || id < 0 || id >= nVocab) throw new TallrecError("invalid_input", `token id ${id} is outside the vocabulary (0..${nVocab - 1})`);
           tokens[i] = t;
         } else {
           texts.push(this.boundedText(promptText(checkPromptInput(input)), nCtx));
           textIndex.push(i);
         }
       } catch (err) {
-        results[i] = { error: `item ${i}: ${(err as Error).message}`, ...(err instanceof PromptTooLong ? { tokens: err.tokens } : {}) };
+        const e = err as TallrecError;
+        const code = e.code === "too_long" ? "too_long" : "invalid_input";
+        const n = e.details?.tokens;
+        results[i] = { error: `item ${i}: ${e.message}`, code, ...(typeof n === "number" ? { tokens: n } : {}) };
       }
     });
     if (texts.length > 0) {
@@ -468,8 +420,9 @@ export class Engine {
 
   /**
    * `text`, unless it certainly holds more than `nCtx` tokens: more bytes than nCtx of the
-   * vocabulary's longest tokens. Refused before tokenizing, since llama.cpp's tokenizer takes
-   * quadratic time on some long inputs (a 2 MB field took minutes).
+   * vocabulary's longest tokens. Refused before tokenizing (`too_long`, with a lower bound of its
+   * tokens), since llama.cpp's tokenizer takes quadratic time on some long inputs (a 2 MB field
+   * took minutes).
    */
   private boundedText(text: string, nCtx: number): string {
     this.longestTokenBytes ??= longestTokenBytes(this.modelSummary.file);
@@ -477,76 +430,11 @@ export class Engine {
     if (text.length > limit || Buffer.byteLength(text) > limit) {
       const bytes = Buffer.byteLength(text);
       const atLeast = Math.ceil(bytes / this.longestTokenBytes);
-      throw new PromptTooLong(atLeast, `the prompt has at least ${atLeast} tokens (${bytes} bytes) but the context holds ${nCtx} (raise contextSize)`);
+      throw new TallrecError("too_long", `the prompt has at least ${atLeast} tokens (${bytes} bytes) but the context holds ${nCtx} (raise contextSize)`, { details: { tokens: atLeast } });
     }
     return text;
   }
 
-  private async runChunk(
-    chunk: number[],
-    tokens: Array<Int32Array | undefined>,
-    adapters: { list: LoadedAdapter[]; scales: number[]; key: string },
-    rule: ScoringRule,
-    options: ScoreOptions,
-    results: ScoreResult[],
-    stats: ScoreStats,
-  ): Promise<void> {
-    this.assertOpen();
-    options.signal?.throwIfAborted();
-    for (const a of adapters.list) if (this.adapters.get(a.name) !== a) throw new Error(`adapter ${JSON.stringify(a.name)} was unloaded`);
-    const ctxInfo = this.native.context.info();
-    const share = options.share ?? true;
-    const resident = share && this.resident.key === adapters.key ? this.resident.tokens : new Int32Array(0);
-    const plan: Plan = planScoring(
-      chunk.map((i) => tokens[i]!),
-      { nCtx: ctxInfo.nCtx, nBatch: ctxInfo.nBatch, nSeqMax: ctxInfo.nSeqMax, roundCells: this.roundTokens },
-      { share, resident },
-    );
-    const onAbort = () => this.native.context.abort();
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    // until the call succeeds the KV memory is unknown: nothing resident
-    this.resident = { key: "", tokens: new Int32Array(0) };
-    let out;
-    try {
-      out = await this.native.context.run({
-        adapters: adapters.list.map((a) => a.native),
-        scales: Float32Array.from(adapters.scales),
-        tokens: plan.tokens,
-        pos: plan.pos,
-        out: plan.out,
-        seqOffsets: plan.seqOffsets,
-        seqIds: plan.seqIds,
-        steps: plan.steps,
-        nOutputs: plan.nOutputs,
-        targets: Int32Array.of(this.answerTokens.yes, this.answerTokens.no),
-        lse: rule === "tallrec-compat",
-      });
-    } finally {
-      options.signal?.removeEventListener("abort", onAbort);
-    }
-    this.resident = { key: adapters.key, tokens: plan.residentAfter };
-    chunk.forEach((idx, k) => {
-      const slot = plan.outputOf[k];
-      const logitYes = out.values[slot * 2];
-      const logitNo = out.values[slot * 2 + 1];
-      const lse = out.lse ? out.lse[slot] : undefined;
-      const pYes = probabilityYes(rule, logitYes, logitNo, lse);
-      if (!Number.isFinite(logitYes) || !Number.isFinite(logitNo) || !Number.isFinite(pYes) || (lse !== undefined && !Number.isFinite(lse))) {
-        // an overflow in the model or an adapter: an error, never a null score
-        results[idx] = { error: `the model computed non-finite logits (yes ${logitYes}, no ${logitNo}${lse !== undefined ? `, log-sum-exp ${lse}` : ""}): the weights or the adapter scale overflow`, tokens: tokens[idx]!.length };
-        return;
-      }
-      const r: Score = { pYes, logitYes, logitNo, tokens: tokens[idx]!.length };
-      if (lse !== undefined) r.logSumExp = lse;
-      results[idx] = r;
-    });
-    stats.promptTokens += plan.stats.promptTokens;
-    stats.decodedTokens += plan.stats.decodedTokens;
-    stats.reusedTokens += plan.stats.reusedTokens;
-    stats.decodeCalls += out.decodeCalls;
-  }
-
-  /** Frees the context, adapters and model (after queued calls finish). */
   /**
    * Generates text from a prompt or a conversation (formatted with the model's chat template, or
    * TALLRec's Alpaca-style layout when the GGUF has none), streaming it to `onText`. Uses the base
@@ -563,12 +451,12 @@ export class Engine {
       text = chat.text;
       if (chat.template === "fallback") stop ??= FALLBACK_STOP;
     }
-    const adapters = this.resolveAdapters(options.adapter ?? null);
-    const tokens = this.native.model.tokenize(this.boundedText(text, this.generationContextSize), true, false);
+    const adapters = this.adapters.resolve(options.adapter ?? null);
+    const tokens = this.native.model.tokenize(this.boundedText(text, this.settings.generationContextSize), true, false);
     options.signal?.throwIfAborted();
     this.generation ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: this.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.threads, poll: this.threadPoll }),
+      context: this.binding.Context.create(this.native.model, { nCtx: this.settings.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.settings.threads, poll: this.settings.threadPoll }),
     };
     const gen = this.generation;
     const context = await gen.context;
@@ -589,7 +477,7 @@ export class Engine {
             repeatPenalty: options.repeatPenalty,
             seed: options.seed ?? 0,
             stop,
-            adapters: adapters.list.map((a) => a.native),
+            adapters: adapters.natives,
             scales: Float32Array.from(adapters.scales),
           },
           options.onText,
@@ -604,64 +492,42 @@ export class Engine {
   /** Embeddings of texts (mean-pooled last hidden states, L2-normalized), one Float32Array each. */
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
     this.assertOpen();
-    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new TypeError("embed() takes an array of strings");
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new TallrecError("invalid_input", "embed() takes an array of strings");
     if (texts.length === 0) return [];
     const tokenized = await this.native.model.tokenizeBatch(texts.map((t) => this.boundedText(t, 2048)), true, false);
     this.embedding ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.threads, embeddings: true, poll: this.threadPoll }),
+      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.settings.threads, embeddings: true, poll: this.settings.threadPoll }),
     };
     const emb = this.embedding;
     const context = await emb.context;
     const nEmbd = this.native.model.info().nEmbd;
     tokenized.forEach((t, i) => {
-      if (t.length > 2048) throw new RangeError(`text ${i} has ${t.length} tokens; embeddings take at most 2048`);
+      if (t.length > 2048) throw new TallrecError("too_long", `text ${i} has ${t.length} tokens; embeddings take at most 2048`, { details: { tokens: t.length } });
     });
     const flat = await emb.lock.run(() => context.embed(tokenized));
     return tokenized.map((_, i) => normalize(flat.slice(i * nEmbd, (i + 1) * nEmbd)));
   }
 
+  /** Stops taking calls, lets the queued ones finish, then frees the contexts, adapters and model. */
   async close(): Promise<void> {
     if (this.closed) return;
     const side = [this.generation, this.embedding].filter((x): x is { lock: Lock; context: Promise<NativeContext> } => x !== null);
-    await this.lock.run(async () => {
+    this.scheduler.close();
+    await this.scheduler.idle();
+    await this.scheduler.exclusive(async () => {
+      if (this.closed) return;
       this.closed = true;
       for (const s of side) await s.lock.run(async () => (await s.context).dispose());
       this.native.context.dispose();
-      for (const a of this.adapters.values()) a.native.dispose();
-      this.adapters.clear();
+      for (const a of this.adapters.list()) a.native.dispose();
       this.native.model.dispose();
     });
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new Error("the engine is closed");
+    if (this.closed) throw new TallrecError("closed", "the engine is closed");
   }
-}
-
-/** Validates a prompt object's fields (types), naming the first bad field. */
-function checkPromptInput(input: unknown): PromptInput {
-  if (!input || typeof input !== "object") throw new TypeError(`expected a prompt object or string, got ${input === null ? "null" : typeof input}`);
-  const o = input as Record<string, unknown>;
-  if ("target" in o || "liked" in o || "domain" in o) {
-    if (o.domain !== "movie" && o.domain !== "book") throw new TypeError(`field "domain" must be "movie" or "book", not ${JSON.stringify(o.domain)}`);
-    for (const f of ["liked", "disliked"] as const) {
-      if (!Array.isArray(o[f])) throw new TypeError(`field "${f}" must be an array of items`);
-      (o[f] as unknown[]).forEach((it, k) => checkItem(it, `${f}[${k}]`));
-    }
-    checkItem(o.target, "target");
-    if (o.instruction !== undefined && typeof o.instruction !== "string") throw new TypeError(`field "instruction" must be a string`);
-    return o as unknown as PromptInput;
-  }
-  if (typeof o.instruction !== "string") throw new TypeError(`field "instruction" must be a string`);
-  if (typeof o.input !== "string") throw new TypeError(`field "input" must be a string`);
-  return o as unknown as PromptInput;
-}
-
-function checkItem(it: unknown, where: string): void {
-  if (typeof it === "string") return;
-  if (it && typeof it === "object" && typeof (it as { title?: unknown }).title === "string" && typeof (it as { author?: unknown }).author === "string") return;
-  throw new TypeError(`field "${where}" must be a string or { title, author }`);
 }
 
 /**
@@ -671,29 +537,20 @@ function checkItem(it: unknown, where: string): void {
 function resolveAnswerToken(model: NativeModel, answer: number | string, which: string): number {
   const nVocab = model.info().nVocab;
   if (typeof answer === "number") {
-    if (!Number.isInteger(answer) || answer < 0 || answer >= nVocab) throw new RangeError(`answerTokens.${which} ${answer} is outside the vocabulary`);
+    if (!Number.isInteger(answer) || answer < 0 || answer >= nVocab) throw new TallrecError("invalid_input", `answerTokens.${which} ${answer} is outside the vocabulary`);
     return answer;
   }
-  if (typeof answer !== "string" || answer === "") throw new TypeError(`answerTokens.${which} must be a token id or a non-empty string`);
+  if (typeof answer !== "string" || answer === "") throw new TallrecError("invalid_input", `answerTokens.${which} must be a token id or a non-empty string`);
   const probe = renderPrompt({ instruction: "Answer.", input: "Question?" });
   const base = model.tokenize(probe, true, false);
   const withAnswer = model.tokenize(probe + answer, true, false);
   for (let i = 0; i < base.length; i++) {
-    if (base[i] !== withAnswer[i]) throw new Error(`cannot resolve the ${which} token: the template does not tokenize as a prefix; pass answerTokens.${which} as an id`);
+    if (base[i] !== withAnswer[i]) throw new TallrecError("invalid_input", `cannot resolve the ${which} token: the template does not tokenize as a prefix; pass answerTokens.${which} as an id`);
   }
-  if (withAnswer.length <= base.length) throw new Error(`cannot resolve the ${which} token: ${JSON.stringify(answer)} adds no token`);
+  if (withAnswer.length <= base.length) throw new TallrecError("invalid_input", `cannot resolve the ${which} token: ${JSON.stringify(answer)} adds no token`);
   return withAnswer[base.length];
 }
 
-/** A prompt certainly longer than the context, refused before tokenizing; `tokens` is a lower bound. */
-class PromptTooLong extends RangeError {
-  constructor(
-    readonly tokens: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** Bytes of text the longest token of a GGUF vocabulary stands for ("▁" is one space, a byte token one byte). */
 function longestTokenBytes(file: GgufFile): number {

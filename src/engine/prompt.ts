@@ -6,7 +6,18 @@
  * from a linter comment; the model was fine-tuned on it, so it is reproduced exactly.
  */
 
+import { TallrecError } from "../errors.js";
+
 export type Domain = "movie" | "book";
+
+/** The domains TALLRec has instructions for. */
+export const DOMAINS: readonly Domain[] = ["movie", "book"];
+
+export function isDomain(d: unknown): d is Domain {
+  return d === "movie" || d === "book";
+}
+
+const invalid = (message: string) => new TallrecError("invalid_input", message);
 
 /** A TALLRec data row: the instruction and the input that describes one user–item pair. */
 export interface InstructionPrompt {
@@ -121,3 +132,29 @@ export function parseInput(input: string): Omit<StructuredPrompt, "instruction">
   if (domain === "movie" || (target.startsWith('"') && target.endsWith('"'))) target = target.slice(1, -1);
   return { domain, liked: split(m[1]), disliked: split(m[2]), target };
 }
+
+/** Validates a prompt object's fields (types), naming the first bad field. */
+export function checkPromptInput(input: unknown): PromptInput {
+  if (!input || typeof input !== "object") throw invalid(`expected a prompt object or string, got ${input === null ? "null" : typeof input}`);
+  const o = input as Record<string, unknown>;
+  if ("target" in o || "liked" in o || "domain" in o) {
+    if (!isDomain(o.domain)) throw invalid(`field "domain" must be "movie" or "book", not ${JSON.stringify(o.domain)}`);
+    for (const f of ["liked", "disliked"] as const) {
+      if (!Array.isArray(o[f])) throw invalid(`field "${f}" must be an array of items`);
+      (o[f] as unknown[]).forEach((it, k) => checkItem(it, `${f}[${k}]`));
+    }
+    checkItem(o.target, "target");
+    if (o.instruction !== undefined && typeof o.instruction !== "string") throw invalid(`field "instruction" must be a string`);
+    return o as unknown as PromptInput;
+  }
+  if (typeof o.instruction !== "string") throw invalid(`field "instruction" must be a string`);
+  if (typeof o.input !== "string") throw invalid(`field "input" must be a string`);
+  return o as unknown as PromptInput;
+}
+
+function checkItem(it: unknown, where: string): void {
+  if (typeof it === "string") return;
+  if (it && typeof it === "object" && typeof (it as { title?: unknown }).title === "string" && typeof (it as { author?: unknown }).author === "string") return;
+  throw invalid(`field "${where}" must be a string or { title, author }`);
+}
+

@@ -1,12 +1,14 @@
 /**
- * Dynamic batching, independent of HTTP: jobs (lists of items) submitted concurrently are merged
- * into batches for one runner call at a time, grouped by a key (for the server: adapter and scoring
- * rule), with a bounded wait, a bounded batch size, a bounded queue, cancellation, and round-robin
- * fairness between jobs.
+ * The scheduler: the one queue in front of an engine's scoring context. Every caller (the library's
+ * `engine.score`, the HTTP routes, Chat-REC's re-ranking, the CLI) submits jobs (lists of items);
+ * jobs submitted concurrently are merged into batches for one runner call at a time, grouped by a
+ * key (adapter set, scoring rule, sharing), with a bounded wait, a bounded batch size, a bounded
+ * queue, cancellation, and round-robin fairness between jobs. Generic over the item type, so its
+ * rules are tested without a model (test/scheduler.test.ts).
  *
  * ```ts
- * const batcher = new Batcher({ run: (group, items) => engine.score(items, group), maxBatch: 64, maxWaitMs: 2, maxQueue: 1024 });
- * const { results } = await batcher.submit(items, { group: { adapter: "movie" }, signal });
+ * const scheduler = new Scheduler({ run: (group, items, signal) => execute(group, items, signal), maxBatch: 64, maxWaitMs: 2, maxQueue: 1024 });
+ * const { results } = await scheduler.submit(items, { group: { adapter: "movie" }, signal });
  * ```
  *
  * Rules:
@@ -25,53 +27,64 @@
  *   split: it is taken whole when it fits (the job at the head of the queue always does) and else
  *   waits for the next batch; its items then share one runner call.
  * - **Bounded queue.** Items waiting (not yet handed to the runner) never exceed `maxQueue`;
- *   a submit that would exceed it is rejected with {@link QueueFullError} at once.
+ *   a submit that would exceed it is rejected with {@link QueueFullError} (code `queue_full`) at once.
  * - **Cancellation.** Aborting a job's signal rejects it at once and drops its items that are still
- *   queued; items already in a running batch finish with that batch and their results are dropped.
+ *   queued; items already in a running batch finish with that batch and their results are dropped,
+ *   unless every job in the batch was cancelled: then the batch's own signal (the runner's third
+ *   argument) aborts too, so the runner can stop early.
  * - **Failure.** A runner error (or a result array of the wrong length) rejects every job with
  *   items in that batch; other jobs are unaffected.
+ * - **Interceptors.** {@link Scheduler.intercept} wraps every runner call (tracing, a test's gate);
+ *   {@link Scheduler.addBatchListener} observes each batch after it ran (metrics).
  */
+import { TallrecError } from "../errors.js";
 
-/** Why a submit was refused: the queue holds too many items. */
-export class QueueFullError extends Error {
-  /** Seconds after which a retry is likely to be accepted (an estimate from recent throughput, 1–60). */
-  readonly retryAfterSeconds: number;
+/** Why a submit was refused: the queue holds too many items (code `queue_full`, with `retryAfterSeconds`: 1–60, from recent throughput). */
+export class QueueFullError extends TallrecError {
+  declare readonly retryAfterSeconds: number;
   constructor(
     readonly queued: number,
     readonly limit: number,
     readonly requested: number,
     retryAfterSeconds: number,
   ) {
-    super(`the queue is full (${queued} of ${limit} items queued, ${requested} more requested)`);
-    this.name = "QueueFullError";
-    this.retryAfterSeconds = retryAfterSeconds;
+    super("queue_full", `the queue is full (${queued} of ${limit} items queued, ${requested} more requested)`, { retryAfterSeconds });
   }
 }
 
-/** A submit after {@link Batcher.close}. */
-export class BatcherClosedError extends Error {
+/** A submit after {@link Scheduler.close} (code `closed`). */
+export class SchedulerClosedError extends TallrecError {
   constructor() {
-    super("the batcher is closed and accepts no new work");
-    this.name = "BatcherClosedError";
+    super("closed", "the scheduler is closed and accepts no new work", { retryAfterSeconds: 5 });
   }
 }
 
-export interface BatcherOptions<I, R, G> {
-  /** Scores one batch: all items belong to `group`; must return one result per item, in order. */
-  run: (group: G, items: I[]) => Promise<R[]>;
+/** Bounds of a scheduler (see the module comment). */
+export interface SchedulerBounds {
   /** Most items per runner call (default 64). */
   maxBatch?: number;
   /** Longest time the oldest queued job waits for others to join its batch, in ms (default 2). */
   maxWaitMs?: number;
   /** Most items queued (waiting for a batch) at once (default 1024). */
   maxQueue?: number;
+}
+
+/** Wraps a runner call: call `next()` to run the batch (or the next interceptor). */
+export type Interceptor<I, R, G> = (group: G, items: readonly I[], next: () => Promise<R[]>) => Promise<R[]>;
+
+export interface SchedulerOptions<I, R, G> extends SchedulerBounds {
+  /**
+   * Runs one batch: all items belong to `group`; must return one result per item, in order.
+   * `signal` aborts when every job with items in the batch has been cancelled.
+   */
+  run: (group: G, items: I[], signal: AbortSignal) => Promise<R[]>;
   /** The key that decides which jobs may share a batch (default: JSON.stringify of the group). */
   groupKey?: (group: G) => string;
   /** Called after every batch (for metrics). */
   onBatch?: (info: BatchInfo<G>) => void;
 }
 
-/** What one batch was (passed to {@link BatcherOptions.onBatch}). */
+/** What one batch was (passed to {@link SchedulerOptions.onBatch} and batch listeners). */
 export interface BatchInfo<G> {
   group: G;
   /** Items in the batch. */
@@ -105,8 +118,8 @@ export interface JobResult<R> {
   queuedMs: number;
 }
 
-/** A snapshot of the batcher's state (for health checks and metrics). */
-export interface BatcherStats {
+/** A snapshot of the scheduler's state (for health checks and metrics). */
+export interface SchedulerStats {
   /** Jobs with items waiting for a batch. */
   queuedJobs: number;
   /** Items waiting for a batch (bounded by maxQueue). */
@@ -159,19 +172,20 @@ interface Exclusive {
 function positive(name: string, v: number | undefined, fallback: number, allowZero = false): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isFinite(v) || v < (allowZero ? 0 : 1) || (!allowZero && !Number.isInteger(v))) {
-    throw new RangeError(`${name} must be a ${allowZero ? "non-negative number" : "positive integer"}, not ${JSON.stringify(v)}`);
+    throw new TallrecError("invalid_input", `${name} must be a ${allowZero ? "non-negative number" : "positive integer"}, not ${JSON.stringify(v)}`);
   }
   return v;
 }
 
 /** Merges concurrently submitted jobs into bounded, grouped batches; see the module comment for the rules. */
-export class Batcher<I, R, G = string> {
-  readonly maxBatch: number;
-  readonly maxWaitMs: number;
-  readonly maxQueue: number;
-  private readonly runFn: (group: G, items: I[]) => Promise<R[]>;
+export class Scheduler<I, R, G = string> {
+  maxBatch: number;
+  maxWaitMs: number;
+  maxQueue: number;
+  private readonly runFn: (group: G, items: I[], signal: AbortSignal) => Promise<R[]>;
   private readonly keyOf: (group: G) => string;
-  private readonly onBatch?: (info: BatchInfo<G>) => void;
+  private readonly listeners = new Set<(info: BatchInfo<G>) => void>();
+  private interceptors: Array<Interceptor<I, R, G>> = [];
 
   private queue: Array<Job<I, R, G>> = [];
   private queuedItems = 0;
@@ -184,27 +198,51 @@ export class Batcher<I, R, G = string> {
   private counters = { batches: 0, itemsRun: 0, cancelled: 0, rejected: 0 };
   private rate = 0;
 
-  constructor(options: BatcherOptions<I, R, G>) {
-    if (!options || typeof options.run !== "function") throw new TypeError("Batcher needs a run(group, items) function");
+  constructor(options: SchedulerOptions<I, R, G>) {
+    if (!options || typeof options.run !== "function") throw new TypeError("Scheduler needs a run(group, items) function");
     this.runFn = options.run;
     this.maxBatch = positive("maxBatch", options.maxBatch, 64);
     this.maxWaitMs = positive("maxWaitMs", options.maxWaitMs, 2, true);
     this.maxQueue = positive("maxQueue", options.maxQueue, 1024);
     this.keyOf = options.groupKey ?? ((g: G) => JSON.stringify(g) ?? "");
-    this.onBatch = options.onBatch;
+    if (options.onBatch) this.listeners.add(options.onBatch);
+  }
+
+  /** Changes the bounds (e.g. a server applying its limits to the engine it serves); applies from the next batch. */
+  configure(bounds: SchedulerBounds): void {
+    const maxBatch = positive("maxBatch", bounds.maxBatch, this.maxBatch);
+    const maxWaitMs = positive("maxWaitMs", bounds.maxWaitMs, this.maxWaitMs, true);
+    const maxQueue = positive("maxQueue", bounds.maxQueue, this.maxQueue);
+    Object.assign(this, { maxBatch, maxWaitMs, maxQueue });
+    this.pump();
+  }
+
+  /** Calls `fn` after every batch (for metrics); returns a function that removes it. */
+  addBatchListener(fn: (info: BatchInfo<G>) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Wraps every runner call in `fn` (outermost last added); returns a function that removes it. */
+  intercept(fn: Interceptor<I, R, G>): () => void {
+    this.interceptors.push(fn);
+    return () => {
+      this.interceptors = this.interceptors.filter((f) => f !== fn);
+    };
   }
 
   /**
    * Queues a job and resolves with one result per item once all its items were run. Rejects with
-   * {@link QueueFullError} (queue bound), {@link BatcherClosedError} (after close), a RangeError (no
-   * items, or an atomic job over maxBatch), the signal's reason (cancelled), or the runner's error.
+   * {@link QueueFullError} (queue bound), {@link SchedulerClosedError} (after close), code `empty`
+   * (no items) or `too_many_items` (an atomic job over maxBatch), the signal's reason (cancelled),
+   * or the runner's error.
    */
   submit(items: readonly I[], options: SubmitOptions<G>): Promise<JobResult<R>> {
-    if (this.closed) return Promise.reject(new BatcherClosedError());
-    if (!Array.isArray(items) || items.length === 0) return Promise.reject(new RangeError("a job needs at least one item"));
+    if (this.closed) return Promise.reject(new SchedulerClosedError());
+    if (!Array.isArray(items) || items.length === 0) return Promise.reject(new TallrecError("empty", "a job needs at least one item"));
     const atomic = options.atomic ?? false;
     if (atomic && items.length > this.maxBatch) {
-      return Promise.reject(new RangeError(`an atomic job has at most maxBatch (${this.maxBatch}) items, not ${items.length}`));
+      return Promise.reject(new TallrecError("too_many_items", `an atomic job has at most maxBatch (${this.maxBatch}) items, not ${items.length}`));
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -252,7 +290,7 @@ export class Batcher<I, R, G = string> {
   }
 
   /** Current queue and totals. */
-  get stats(): BatcherStats {
+  get stats(): SchedulerStats {
     return {
       queuedJobs: this.queue.length,
       queuedItems: this.queuedItems,
@@ -422,10 +460,30 @@ export class Batcher<I, R, G = string> {
     this.counters.batches++;
     this.counters.itemsRun += items.length;
 
+    // the batch's own signal: aborted once every job with items in it was cancelled
+    const batchAbort = new AbortController();
+    const jobs = segments.map((s) => s.job);
+    const watch = () => {
+      if (jobs.every((j) => j.settled)) batchAbort.abort(new TallrecError("aborted", "every call in the batch was cancelled"));
+    };
+    const unwatch = jobs.map((j) => {
+      const prev = j.cleanup;
+      j.cleanup = () => {
+        prev();
+        queueMicrotask(watch);
+      };
+      return () => (j.cleanup = prev);
+    });
+
     const t0 = performance.now();
+    let call = (): Promise<R[]> => this.runFn(head.group, items, batchAbort.signal);
+    for (const fn of this.interceptors) {
+      const next = call;
+      call = () => fn(head.group, items, next);
+    }
     let p: Promise<R[]>;
     try {
-      p = Promise.resolve(this.runFn(head.group, items));
+      p = Promise.resolve(call());
     } catch (err) {
       p = Promise.reject(err);
     }
@@ -445,10 +503,14 @@ export class Batcher<I, R, G = string> {
       }
       this.running = false;
       this.runningItems = 0;
-      try {
-        this.onBatch?.({ group: head.group, items: items.length, jobs: segments.length, waitedMs, runMs, ...(outcome.results ? {} : { error: outcome.error }) });
-      } catch {
-        // a metrics callback must not break batching
+      for (const u of unwatch) u();
+      const info: BatchInfo<G> = { group: head.group, items: items.length, jobs: segments.length, waitedMs, runMs, ...(outcome.results ? {} : { error: outcome.error }) };
+      for (const fn of this.listeners) {
+        try {
+          fn(info);
+        } catch {
+          // a metrics callback must not break batching
+        }
       }
       if (outcome.results) {
         const results = outcome.results;

@@ -16,6 +16,7 @@
 import { printable } from "../printable.js";
 import type { GgufFile, GgufTensorInfo } from "./reader.js";
 import { GgmlType, ggmlTypeName, GgufError, GgufValueType, ggufValueTypeName, type GgufValue } from "./types.js";
+import { TallrecError } from "../errors.js";
 
 /** llama.cpp's LLAMA_MAX_LAYERS. */
 export const LLAMA_MAX_LAYERS = 512;
@@ -370,7 +371,7 @@ export function checkLoraAdapter(file: GgufFile, readWeights?: (name: string) =>
 /** Checks a user-given adapter scale: finite and within ±{@link MAX_LORA_SCALE}. */
 export function checkLoraScale(scale: unknown, what: string): number {
   if (typeof scale !== "number" || !Number.isFinite(scale) || Math.abs(scale) > MAX_LORA_SCALE) {
-    throw new RangeError(`${what} must be a finite number within ±${MAX_LORA_SCALE}, not ${String(scale)}`);
+    throw new TallrecError("invalid_input", `${what} must be a finite number within ±${MAX_LORA_SCALE}, not ${String(scale)}`);
   }
   return scale;
 }

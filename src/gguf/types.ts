@@ -6,6 +6,7 @@
  * key/value pairs, the tensor infos, padding to the alignment, then the tensor data.
  */
 import { printableText } from "../printable.js";
+import { TallrecError } from "../errors.js";
 
 /** Metadata value types (`enum gguf_type`). */
 export const GgufValueType = {
@@ -193,13 +194,15 @@ export const GGML_MAX_NAME = 64;
 export const GGUF_MAGIC = 0x46554747;
 
 /** Any problem with a GGUF file: bad format, truncation, unsupported content. Messages start with the file path. */
-export class GgufError extends Error {
+export class GgufError extends TallrecError {
   /** The file the problem is about. */
   readonly path: string;
 
+  /** Code `invalid_file`, or `not_found` when the cause is a missing file. */
   constructor(path: string, message: string, options?: { cause?: unknown }) {
+    const missing = (options?.cause as { code?: unknown } | undefined)?.code === "ENOENT";
     // names from the file (tensors, keys) may hold control characters or ANSI escapes: escaped here, once for every message
-    super(printableText(`${path}: ${message}`), options);
+    super(missing ? "not_found" : "invalid_file", printableText(`${path}: ${message}`), options);
     this.name = "GgufError";
     this.path = path;
   }

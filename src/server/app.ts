@@ -1,6 +1,6 @@
 /**
  * The HTTP server: a Fastify app built from one plugin per concern (docs, auth, metrics, health,
- * scoring routes, adapter routes) around an engine and a {@link Batcher}.
+ * scoring routes, adapter routes) around an engine, whose scheduler batches the routes' prompts.
  *
  * ```ts
  * const app = await buildServer({ engineFactory: () => Engine.load({ model, adapters }), modelsDir: "models" });
@@ -15,9 +15,10 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 
 import { printable } from "../printable.js";
 import { authPlugin } from "./auth.js";
-import { formatSchemaErrors, HttpError, type SchemaError } from "./errors.js";
+import { isErrorCode } from "../errors.js";
+import { formatSchemaErrors, frameworkCode, HttpError, type SchemaError } from "./errors.js";
 import { healthRoutes } from "./health.js";
-import { metricsPlugin, ServerMetrics } from "./metrics.js";
+import { metricsPlugin, ServerMetrics } from "./prometheus.js";
 import { adapterRoutes } from "./routes/adapters.js";
 import { rankRoutes } from "./routes/rank.js";
 import { scoreRoutes } from "./routes/score.js";
@@ -28,7 +29,7 @@ import { extraRoutes } from "./extras.js";
 
 declare module "fastify" {
   interface FastifyInstance {
-    /** The tallrec server's shared state (engine, batcher, metrics, limits). */
+    /** The tallrec server's shared state (engine, metrics, limits). */
     tallrec: ServerState;
   }
 }
@@ -99,8 +100,9 @@ export function resolveLimits(o: ServerOptions): ServerLimits {
 
 /**
  * Builds the server (not yet listening). Exactly one of `engine` and `engineFactory` is needed.
- * The server must be the engine's only user while it runs (it reads `engine.stats` after each
- * call). `app.close()` stops accepting requests, answers those accepted, then closes the engine.
+ * Other users of the engine (Chat-REC, the library) may score at the same time: every call goes
+ * through the engine's scheduler, which takes the server's limits. `app.close()` stops accepting
+ * requests, answers those accepted, then closes the engine (unless `closeEngine` is false).
  */
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   if (!options || (options.engine === undefined) === (options.engineFactory === undefined)) {
@@ -108,7 +110,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   }
   const limits = resolveLimits(options);
   let state: ServerState | undefined;
-  const metrics = new ServerMetrics(() => state?.batcher.stats ?? null, "tallrec_", options.processMetrics ?? true);
+  const metrics = new ServerMetrics(() => state?.queue ?? null, "tallrec_", options.processMetrics ?? true);
   state = new ServerState(limits, metrics, options.modelName ?? "", options.defaultAdapter, options.modelsDir ?? null);
   const st = state;
 
@@ -126,11 +128,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     frameworkErrors: (err, _request, reply) => {
       const status = typeof (err as FastifyError).statusCode === "number" ? (err as FastifyError).statusCode! : 400;
       const message = (err as FastifyError).code === "FST_ERR_MAX_PARAM_LENGTH" ? "a path parameter is longer than 100 characters" : "the URL is malformed";
-      void (reply as unknown as { code(n: number): { send(b: unknown): unknown } }).code(status).send(new HttpError(status, message, (err as FastifyError).code ?? "TALLREC_BAD_URL").body());
+      void (reply as unknown as { code(n: number): { send(b: unknown): unknown } }).code(status).send(new HttpError(frameworkCode(status), message, { status }).body());
     },
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send(new HttpError(404, `no route ${request.method} ${printable(request.url.split("?")[0], 200)}`, "TALLREC_NOT_FOUND").body()),
+    reply.code(404).send(new HttpError("not_found", `no route ${request.method} ${printable(request.url.split("?")[0], 200)}`).body()),
   );
   app.decorate("tallrec", st);
 
@@ -141,20 +143,22 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     if (st.closing) reply.header("connection", "close");
   });
 
-  app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {
-    if (err instanceof HttpError) {
-      if (err.statusCode >= 500) request.log.warn({ err: err.message, code: err.code }, "request refused");
-      return reply.code(err.statusCode).headers(err.headers).send(err.body());
-    }
-    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) {
-      request.log.error({ err }, "internal error");
-      return reply.code(500).send(new HttpError(500, `internal error (request ${request.id})`, "TALLREC_INTERNAL").body());
-    }
-    let message = err.message;
-    if (err.code === "FST_ERR_CTP_INVALID_JSON_BODY" || err instanceof SyntaxError) message = "body is not valid JSON";
-    else if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") message = `body is larger than the limit of ${limits.bodyLimit} bytes`;
-    return reply.code(status).send(new HttpError(status, message, err.code ?? "TALLREC_BAD_REQUEST").body());
+  // every error a route throws is answered here, in one shape, with its code's status (HttpError.from)
+  app.setErrorHandler((err: FastifyError | Error, request, reply) => {
+    const fastifyStatus = (err as FastifyError).statusCode;
+    let answer: HttpError;
+    if (isErrorCode((err as { code?: unknown }).code)) answer = HttpError.from(err);
+    else if (typeof fastifyStatus === "number" && fastifyStatus >= 400 && fastifyStatus < 500) {
+      // Fastify's own refusals (bad JSON, body too large, wrong content type): its status, our code
+      const fcode = (err as FastifyError).code;
+      let message = err.message;
+      if (fcode === "FST_ERR_CTP_INVALID_JSON_BODY" || err instanceof SyntaxError) message = "body is not valid JSON";
+      else if (fcode === "FST_ERR_CTP_BODY_TOO_LARGE") message = `body is larger than the limit of ${limits.bodyLimit} bytes`;
+      answer = new HttpError(frameworkCode(fastifyStatus), message, { status: fastifyStatus });
+    } else answer = HttpError.from(err, `internal error (request ${request.id})`);
+    if (answer.code === "internal") request.log.error({ err }, "internal error");
+    else if (answer.statusCode >= 500) request.log.warn({ err: answer.message, code: answer.code }, "request refused");
+    return reply.code(answer.statusCode).headers(answer.headers).send(answer.body());
   });
 
   await app.register(swagger, {
@@ -208,10 +212,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   // graceful shutdown: Fastify first stops accepting and waits for the requests in flight to be
   // answered (return503OnClosing answers requests that arrive meanwhile); then this hook runs
   app.addHook("onClose", async () => {
-    st.batcher.close();
-    await st.batcher.idle();
     await loading;
     const engine = st.engine;
+    // the requests in flight were answered; what other callers queued on the engine finishes in engine.close()
+    st.detach();
     if (st.status === "ready") st.status = "stopping";
     if (engine && (options.closeEngine ?? true)) await engine.close();
   });

@@ -1,19 +1,39 @@
-/** HTTP errors of the server, and the formatting of schema validation errors. */
+/**
+ * HTTP errors of the server: the one place where the library's error codes (src/errors.ts) become
+ * HTTP statuses, and the formatting of schema validation errors.
+ */
 import { STATUS_CODES } from "node:http";
 
-/** An error answered with `statusCode` and `{ statusCode, error, code, message }` (plus `extra`). */
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-    readonly code: string = "TALLREC_ERROR",
-    /** Response headers, e.g. Retry-After. */
-    readonly headers: Record<string, string> = {},
-    /** Further fields of the response body (e.g. per-item results). */
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
+import { codeOf, ERROR_CODES, TallrecError, type ErrorCode } from "../errors.js";
+
+/** An error answered with its code's status and `{ statusCode, error, code, message }` (plus `extra`). */
+export class HttpError extends TallrecError {
+  readonly statusCode: number;
+  /** Response headers, e.g. Retry-After. */
+  readonly headers: Record<string, string>;
+  /** Further fields of the response body (e.g. per-item results). */
+  readonly extra: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: { status?: number; headers?: Record<string, string>; extra?: Record<string, unknown>; retryAfterSeconds?: number; cause?: unknown } = {}) {
+    super(code, message, { retryAfterSeconds: options.retryAfterSeconds, cause: options.cause });
     this.name = "HttpError";
+    this.statusCode = options.status ?? ERROR_CODES[code].http;
+    this.headers = { ...(options.retryAfterSeconds !== undefined ? { "retry-after": String(options.retryAfterSeconds) } : {}), ...options.headers };
+    this.extra = options.extra ?? {};
+  }
+
+  /**
+   * The HTTP form of any error: a TallrecError (from the engine, its scheduler, Chat-REC, recsys,
+   * the converters) keeps its code and message and gets its code's status, with Retry-After when
+   * it says when to retry; anything else is `internal` (500) and its message is not shown.
+   */
+  static from(err: unknown, internalMessage = "internal error"): HttpError {
+    if (err instanceof HttpError) return err;
+    const code = codeOf(err);
+    if (code === "internal") return new HttpError("internal", internalMessage, { cause: err });
+    const e = err as Partial<TallrecError>;
+    const retry = e.retryAfterSeconds;
+    return new HttpError(code, String(e.message), { cause: err, ...(retry !== undefined ? { retryAfterSeconds: retry } : {}), extra: e.details && Object.keys(e.details).length > 0 ? { ...e.details } : {} });
   }
 
   /** The JSON body of the response. */
@@ -22,6 +42,13 @@ export class HttpError extends Error {
   }
 }
 
+/** The code of an error Fastify raises itself (bad JSON, body too large, wrong content type...). */
+export function frameworkCode(status: number): ErrorCode {
+  if (status === 404) return "not_found";
+  if (status === 413) return "too_large";
+  if (status === 415) return "unsupported";
+  return status >= 500 ? "internal" : "invalid_input";
+}
 /** The subset of an Ajv error object the formatter reads. */
 export interface SchemaError {
   keyword: string;

@@ -35,7 +35,7 @@ export const healthRoutes: FastifyPluginAsync<{ state: ServerState }> = async (a
     async (_request, reply) => {
       const engine = state.engine;
       if (state.status === "ready" && engine && !state.closing) {
-        const q = state.batcher.stats;
+        const q = state.queue;
         return {
           status: "ok",
           model: state.modelName,

@@ -1,18 +1,20 @@
 /**
- * What the routes share: the engine (once loaded), the batcher in front of it, metrics, limits,
- * and the adapter rules.
+ * What the routes share: the engine (once loaded), metrics, limits, and the adapter rules. The
+ * engine's own scheduler merges the routes' prompts (and Chat-REC's, and any other caller's) into
+ * batches; the server applies its limits to it.
  */
-import type { Engine, ScoreResult } from "../engine/engine.js";
+import type { Engine, ScoreResult, ScoreStats } from "../engine/engine.js";
 import type { PromptInput } from "../engine/prompt.js";
+import type { BatchInfo, SchedulerStats } from "../engine/scheduler.js";
 import type { ScoringRule } from "../engine/scoring.js";
-import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "../engine/scheduler.js";
+import { codeOf, TallrecError } from "../errors.js";
 import { HttpError } from "./errors.js";
-import type { ServerMetrics } from "./metrics.js";
+import type { ServerMetrics } from "./prometheus.js";
 
-/** The engine methods the server uses (an {@link Engine}, or a stand-in with the same behaviour). */
-export type ServerEngine = Pick<Engine, "score" | "stats" | "info" | "adapterNames" | "loadAdapter" | "unloadAdapter" | "close">;
+/** The engine methods the server uses (an {@link Engine}, or a wrapper with the same behaviour). */
+export type ServerEngine = Pick<Engine, "scoreWithStats" | "scheduler" | "info" | "adapterNames" | "loadAdapter" | "unloadAdapter" | "close"> & Partial<Pick<Engine, "generate" | "embed">>;
 
-/** Which prompts may share an engine call: same adapter and scoring rule. */
+/** Which prompts may share an engine batch: same adapter and scoring rule. */
 export interface ScoreGroup {
   /** Adapter name, or null for the base model. */
   adapter: string | null;
@@ -47,16 +49,7 @@ export interface ServerLimits {
 
 export type ServerStatus = "loading" | "ready" | "failed" | "stopping";
 
-/** Why a request's work was abandoned (the abort reason the routes use). */
-export class Abandoned extends Error {
-  constructor(readonly reason: "timeout" | "disconnected") {
-    super(reason === "timeout" ? "timed out" : "the client disconnected");
-  }
-}
-
-function groupKey(g: ScoreGroup): string {
-  return `${g.scoring}\u0000${g.adapter === null ? "\u0001" : g.adapter}`;
-}
+const IDLE_QUEUE: SchedulerStats = { queuedJobs: 0, queuedItems: 0, runningItems: 0, batches: 0, itemsRun: 0, cancelled: 0, rejected: 0, itemsPerSecond: 0 };
 
 /** The shared state of one server (decorated on the Fastify instance as `tallrec`). */
 export class ServerState {
@@ -68,7 +61,7 @@ export class ServerState {
   closing = false;
   /** Tokens the context holds (longer prompts are refused). */
   nCtx = 0;
-  readonly batcher: Batcher<PromptInput, ItemOutcome, ScoreGroup>;
+  private removeListener: (() => void) | null = null;
 
   constructor(
     readonly limits: ServerLimits,
@@ -79,20 +72,20 @@ export class ServerState {
     public defaultAdapter: string | null | undefined,
     /** Folder runtime adapter loading is restricted to (null: runtime loading disabled). */
     readonly modelsDir: string | null,
-  ) {
-    this.batcher = new Batcher<PromptInput, ItemOutcome, ScoreGroup>({
-      run: (group, items) => this.runBatch(group, items),
-      maxBatch: limits.maxBatch,
-      maxWaitMs: limits.batchWaitMs,
-      maxQueue: limits.maxQueue,
-      groupKey,
-      onBatch: (info) => this.recordBatch(info),
-    });
+  ) {}
+
+  /** The engine's queue now (zeros while no engine is loaded). */
+  get queue(): SchedulerStats {
+    return this.engine?.scheduler.stats ?? IDLE_QUEUE;
   }
 
   /** Marks the engine as loaded. */
   setEngine(engine: ServerEngine): void {
     this.engine = engine;
+    // the engine's scheduler takes the server's bounds; its batches feed the server's metrics
+    engine.scheduler.configure({ maxBatch: this.limits.maxBatch, maxWaitMs: this.limits.batchWaitMs, maxQueue: this.limits.maxQueue });
+    this.removeListener?.();
+    this.removeListener = engine.scheduler.addBatchListener((info) => this.recordBatch(info));
     const info = engine.info;
     this.nCtx = info.context.nCtx;
     if (!this.modelName) this.modelName = info.model.description;
@@ -104,10 +97,10 @@ export class ServerState {
     if (this.status === "ready" && this.engine) return this.engine;
     if (this.status === "loading") {
       this.metrics.rejected.inc({ reason: "loading" });
-      throw new HttpError(503, "the model is loading; retry shortly", "TALLREC_LOADING", { "retry-after": "2" });
+      throw new HttpError("loading", "the model is loading; retry shortly", { retryAfterSeconds: 2 });
     }
-    if (this.status === "stopping") throw new HttpError(503, "the server is shutting down", "TALLREC_STOPPING", { "retry-after": "5" });
-    throw new HttpError(503, `the model failed to load: ${this.loadError?.message ?? "unknown error"}`, "TALLREC_LOAD_FAILED");
+    if (this.status === "stopping") throw new HttpError("closed", "the server is shutting down", { retryAfterSeconds: 5 });
+    throw new HttpError("unavailable", `the model failed to load: ${this.loadError?.message ?? "unknown error"}`);
   }
 
   /** The default adapter in effect now (null: the base model; undefined: none, a request must choose). */
@@ -126,68 +119,60 @@ export class ServerState {
     if (requested === null) return null;
     if (requested !== undefined) {
       if (!names.includes(requested)) {
-        throw new HttpError(404, `${field}: no adapter named ${JSON.stringify(requested)} is loaded (loaded: ${names.map((n) => JSON.stringify(n)).join(", ") || "none"})`, "TALLREC_UNKNOWN_ADAPTER");
+        throw new HttpError("unknown_adapter", `${field}: no adapter named ${JSON.stringify(requested)} is loaded (loaded: ${names.map((n) => JSON.stringify(n)).join(", ") || "none"})`);
       }
       return requested;
     }
     const d = this.currentDefault(engine);
-    if (d === undefined) throw new HttpError(400, `${field} is required: several adapters are loaded (${names.join(", ")}) and none is the default`, "TALLREC_ADAPTER_REQUIRED");
+    if (d === undefined) throw new HttpError("adapter_required", `${field} is required: several adapters are loaded (${names.join(", ")}) and none is the default`);
     return d;
   }
 
   /**
-   * Queues prompts for scoring and waits for their results, within the request timeout; `signal`
-   * aborts when the client disconnects. Maps the batcher's refusals to HTTP errors: 429 (queue
-   * full, with Retry-After), 503 (timeout or shutting down), 499 (client gone); 413 for more
-   * prompts than the whole queue holds.
+   * Scores prompts through the engine's scheduler and waits for their results, within the request
+   * timeout; `signal` aborts when the client disconnects. Refusals keep their codes (src/errors.ts)
+   * and become HTTP errors in one place ({@link HttpError.from}): queue_full 429 with Retry-After,
+   * timeout and closed 503, aborted 499; too_many_items 413 for more prompts than the whole queue holds.
    */
   async score(prompts: PromptInput[], group: ScoreGroup, options: { signal?: AbortSignal; atomic?: boolean } = {}): Promise<{ outcomes: ItemOutcome[]; usage: Usage }> {
+    const engine = this.requireEngine();
     if (prompts.length > this.limits.maxQueue) {
       // could never be queued: not a reason to retry
-      throw new HttpError(413, `the request has ${prompts.length} prompts but the queue holds at most ${this.limits.maxQueue}`, "TALLREC_TOO_MANY_ITEMS");
+      throw new HttpError("too_many_items", `the request has ${prompts.length} prompts but the queue holds at most ${this.limits.maxQueue}`);
     }
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new Abandoned("timeout")), this.limits.timeoutMs);
-    const onClientAbort = () => ac.abort(new Abandoned("disconnected"));
+    const timer = setTimeout(() => {
+      const retryAfterSeconds = engine.scheduler.retryAfterSeconds();
+      ac.abort(new TallrecError("timeout", `the request timed out after ${this.limits.timeoutMs} ms (the server is overloaded); retry later`, { retryAfterSeconds }));
+    }, this.limits.timeoutMs);
+    const onClientAbort = () => ac.abort(new TallrecError("aborted", "the client closed the connection"));
     if (options.signal?.aborted) onClientAbort();
     options.signal?.addEventListener("abort", onClientAbort, { once: true });
     try {
-      const job = await this.batcher.submit(prompts, { group, signal: ac.signal, atomic: options.atomic });
-      this.metrics.queueWaitSeconds.observe(job.queuedMs / 1000);
-      return { outcomes: job.results, usage: usageOf(job.results) };
+      const { results, stats } = await engine.scoreWithStats(prompts, { adapter: group.adapter, scoring: group.scoring, signal: ac.signal, atomic: options.atomic });
+      this.metrics.queueWaitSeconds.observe(stats.queuedMs / 1000);
+      return { outcomes: this.account(group, results, stats), usage: usageOf(results, stats) };
     } catch (err) {
-      if (err instanceof QueueFullError) {
-        this.metrics.rejected.inc({ reason: "queue_full" });
-        throw new HttpError(429, `${err.message}; retry after ${err.retryAfterSeconds} s`, "TALLREC_QUEUE_FULL", { "retry-after": String(err.retryAfterSeconds) });
+      const code = codeOf(err);
+      const reason = code === "queue_full" ? "queue_full" : code === "timeout" ? "timeout" : code === "aborted" ? "disconnected" : null;
+      if (reason) this.metrics.rejected.inc({ reason });
+      if (code === "closed") throw new HttpError("closed", "the server is shutting down", { retryAfterSeconds: 5 });
+      if (code === "queue_full") {
+        const e = err as TallrecError;
+        throw new HttpError("queue_full", `${e.message}; retry after ${e.retryAfterSeconds} s`, { retryAfterSeconds: e.retryAfterSeconds });
       }
-      if (err instanceof BatcherClosedError) throw new HttpError(503, "the server is shutting down", "TALLREC_STOPPING", { "retry-after": "5" });
-      if (err instanceof Abandoned) {
-        if (err.reason === "timeout") {
-          this.metrics.rejected.inc({ reason: "timeout" });
-          const retry = String(this.batcher.retryAfterSeconds());
-          throw new HttpError(503, `the request timed out after ${this.limits.timeoutMs} ms (the server is overloaded); retry later`, "TALLREC_TIMEOUT", { "retry-after": retry });
-        }
-        this.metrics.rejected.inc({ reason: "disconnected" });
-        throw new HttpError(499, "the client closed the connection", "TALLREC_CLIENT_GONE");
-      }
-      throw err;
+      if (code === "unknown_adapter") throw new HttpError("unknown_adapter", `body/adapter: ${(err as Error).message}`);
+      throw HttpError.from(err);
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener("abort", onClientAbort);
     }
   }
 
-  /** One engine call for a batch; splits the evaluated tokens among the prompts. */
-  private async runBatch(group: ScoreGroup, prompts: PromptInput[]): Promise<ItemOutcome[]> {
-    const engine = this.requireEngine();
-    if (group.adapter !== null && !engine.adapterNames().includes(group.adapter)) {
-      throw new HttpError(404, `body/adapter: the adapter ${JSON.stringify(group.adapter)} was unloaded while the request was queued`, "TALLREC_UNKNOWN_ADAPTER");
-    }
-    const results = await engine.score(prompts, { adapter: group.adapter, scoring: group.scoring });
-    // the batcher is the engine's only caller and runs one call at a time: these are this call's stats
-    const stats = engine.stats;
-    const scoredTokens = results.reduce((s, r) => s + (r.error === undefined ? r.tokens : 0), 0);
-    const decoded = stats?.decodedTokens ?? scoredTokens;
+  /** A call's results, with each prompt's share of the evaluated tokens; counts them in the metrics. */
+  private account(group: ScoreGroup, results: ScoreResult[], stats: ScoreStats): ItemOutcome[] {
+    const scoredTokens = stats.promptTokens;
+    const decoded = Math.min(stats.decodedTokens, scoredTokens);
     let ok = 0;
     const outcomes = results.map((r) => {
       if (r.error !== undefined) return { result: r, evaluated: 0 };
@@ -203,24 +188,28 @@ export class ServerState {
     return outcomes;
   }
 
-  private recordBatch(info: BatchInfo<ScoreGroup>): void {
+  private recordBatch(info: BatchInfo<unknown>): void {
     this.metrics.batchPrompts.observe(info.items);
     this.metrics.batchRequests.observe(info.jobs);
     this.metrics.batchSeconds.observe(info.runMs / 1000);
   }
+
+  /** Detaches from the engine's scheduler (the server is closing). */
+  detach(): void {
+    this.removeListener?.();
+    this.removeListener = null;
+  }
 }
 
-/** Sums a request's outcomes into its usage (evaluated tokens rounded to whole tokens). */
-export function usageOf(outcomes: readonly ItemOutcome[]): Usage {
+/** A request's usage: its prompts and tokens, and the tokens its share of the batches evaluated. */
+export function usageOf(results: readonly ScoreResult[], stats: ScoreStats): Usage {
   let prompts = 0;
   let tokens = 0;
-  let evaluated = 0;
-  for (const o of outcomes) {
-    if (o.result.error !== undefined) continue;
+  for (const r of results) {
+    if (r.error !== undefined) continue;
     prompts++;
-    tokens += o.result.tokens;
-    evaluated += o.evaluated;
+    tokens += r.tokens;
   }
-  const tokensEvaluated = Math.min(tokens, Math.round(evaluated));
+  const tokensEvaluated = Math.min(tokens, stats.decodedTokens);
   return { prompts, tokens, tokensEvaluated, tokensSaved: tokens - tokensEvaluated };
 }

@@ -31,7 +31,7 @@ export function itemErrors(request: FastifyRequest, envelope: Schema, listField:
     const errors = checkEnvelope.errors ?? [];
     const first = errors[0];
     const tooMany = first?.keyword === "maxItems" && first.instancePath === `/${listField}`;
-    throw new HttpError(tooMany ? 413 : 400, formatSchemaErrors(errors, "body"), tooMany ? "TALLREC_TOO_MANY_ITEMS" : "FST_ERR_VALIDATION");
+    throw new HttpError(tooMany ? "too_many_items" : "invalid_input", formatSchemaErrors(errors, "body"));
   }
   const list = body![listField] as unknown[];
   return list.map((item, i) => {

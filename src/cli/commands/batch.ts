@@ -9,6 +9,7 @@ import { resolve as resolvePath } from "node:path";
 import { DEFAULT_QUEUE_NAME, redactUrl, sha256Text } from "../../distributed/common.js";
 import { QueueScorer } from "../../distributed/producer.js";
 import type { ScoreInput, ScoreResult } from "../../engine/engine.js";
+import { codeOf } from "../../errors.js";
 import { formatCsvRow, formatJsonlRow, openResumableOutput, openRows, TextWriter, type Row, type RowFormat } from "../../io/index.js";
 import { sameFileAs } from "../../io/same-file.js";
 import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";
@@ -64,7 +65,7 @@ function formatRow(format: OutFormat, columns: readonly string[], row: Row, resu
     return formatRowValues(format, columns, row, result);
   } catch (err) {
     const error = `line ${row.line}: the row cannot be written back (${(err as Error).message})`;
-    return formatRowValues(format, columns, { ...row, values: Object.fromEntries(columns.map((c) => [c, null])) }, { error });
+    return formatRowValues(format, columns, { ...row, values: Object.fromEntries(columns.map((c) => [c, null])) }, { error, code: "unsupported" });
   }
 }
 
@@ -89,19 +90,19 @@ async function scoreWindow(engine: WindowScorer, rows: Row[], toPrompt: RowToPro
   const at: number[] = [];
   rows.forEach((row, k) => {
     if (row.error) {
-      results[k] = { error: row.error };
+      results[k] = { error: row.error, code: "invalid_data" };
       return;
     }
     try {
       prompts.push(toPrompt(row.values));
       at.push(k);
     } catch (err) {
-      results[k] = { error: `line ${row.line}: ${(err as Error).message}` };
+      results[k] = { error: `line ${row.line}: ${(err as Error).message}`, code: codeOf(err) === "internal" ? "invalid_input" : codeOf(err) };
     }
   });
   if (prompts.length > 0) {
     const scored = await engine.score(prompts, { first: rows[0].index, rows: rows.length }, signal);
-    scored.forEach((r, j) => (results[at[j]] = r.error === undefined ? r : { error: `line ${rows[at[j]].line}: ${r.error}` }));
+    scored.forEach((r, j) => (results[at[j]] = r.error === undefined ? r : { error: `line ${rows[at[j]].line}: ${r.error}`, code: r.code }));
   }
   return results;
 }

@@ -6,6 +6,7 @@
 import { Command, Option } from "commander";
 
 import { ConvertError } from "../../convert/errors.js";
+import { codeOf } from "../../errors.js";
 import { convertPeftLora } from "../../convert/lora.js";
 import { mergeLora, type MergeOutType } from "../../convert/merge.js";
 import { convertHfModel, type ModelOutType } from "../../convert/model.js";
@@ -25,7 +26,7 @@ async function run<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof ConvertError || e instanceof GgufError) throw new CliError(e.message, EXIT.FAILURE);
+    if (e instanceof ConvertError || e instanceof GgufError) throw new CliError(e.message, EXIT.FAILURE, codeOf(e) === "internal" ? "invalid_file" : codeOf(e));
     throw e;
   }
 }

@@ -7,6 +7,7 @@ import { printable } from "../../printable.js";
 import { RESPONSE_MARKER } from "../../engine/prompt.js";
 import { checkAdapterContent, checkAdapterFile, checkModelFile } from "../../engine/validate.js";
 import { allOptions, CliError, EXIT } from "../common.js";
+import { codeOf } from "../../errors.js";
 
 interface InspectOptions {
   model?: string;
@@ -51,7 +52,7 @@ export function inspectCommand(): Command {
       try {
         f = openGgufSync(file);
       } catch (err) {
-        throw new CliError((err as Error).message);
+        throw new CliError((err as Error).message, EXIT.FAILURE, codeOf(err) === "internal" ? "invalid_file" : codeOf(err));
       }
       const kind = getMetadataString(f, "general.type", "model");
       const arch = getMetadataString(f, "general.architecture", "unknown");

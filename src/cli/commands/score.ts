@@ -54,7 +54,7 @@ Examples:
       try {
         const [r] = await engine.score([input], { adapter: o.adapter, scoring: o.scoring });
         // the pair could not be scored (too long, or non-finite logits): the run finished, the row failed
-        if (r.error !== undefined) throw new CliError(r.error, EXIT.PARTIAL);
+        if (r.error !== undefined) throw new CliError(r.error, EXIT.PARTIAL, r.code);
         if (o.json) {
           process.stdout.write(
             JSON.stringify({ pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, scoring: o.scoring, adapter: o.adapter ?? engine.adapterNames()[0] ?? null }) + "\n",

@@ -10,6 +10,7 @@ import { dirname } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 
 import { ChatRecError } from "../../chatrec/errors.js";
+import { codeOf, exitCodeOf } from "../../errors.js";
 import type { ChatService } from "../../chatrec/service.js";
 import { RedisSessions } from "../../chatrec/session-redis.js";
 import { createChatRec } from "../../chatrec/setup.js";
@@ -137,13 +138,14 @@ Examples:
       if (o.sessions && !o.chatData) throw new CliError("--sessions keeps Chat-REC sessions: it needs --chat-data", EXIT.USAGE);
       const sessionsRedis = o.sessions
         ? await connectRedis(o.sessions, 5000, 2).catch((err: Error) => {
-            throw new CliError(`--sessions: ${err.message}`);
+            throw new CliError(`--sessions: ${err.message}`, EXIT.FAILURE, "unavailable");
           })
         : null;
       const chat = o.chatData ? new PendingChat() : undefined;
+      let engine: Engine | null = null;
       const app = await buildServer({
         chat,
-        engineFactory: () => loadEngine(o, o, o.defaultAdapter !== undefined ? { defaultAdapter: o.defaultAdapter } : {}),
+        engineFactory: async () => (engine = await loadEngine(o, o, o.defaultAdapter !== undefined ? { defaultAdapter: o.defaultAdapter } : {})),
         modelName: model.split(/[\\/]/).pop()!.replace(/\.gguf$/i, ""),
         defaultAdapter: o.defaultAdapter,
         modelsDir: o.runtimeAdapters ? (o.modelsDir ?? dirname(model)) : null,
@@ -183,15 +185,15 @@ Examples:
           await app.listen({ host: o.host, port: o.port });
         } catch (err) {
           await app.close();
-          throw new CliError(`cannot listen on ${o.host}:${o.port}: ${(err as Error).message}`);
+          throw new CliError(`cannot listen on ${o.host}:${o.port}: ${(err as Error).message}`, EXIT.FAILURE, "unavailable");
         }
         let loadError: Error | null = null;
         engineLoaded(app).then(
           async () => {
             if (!chat) return;
             try {
-              const engine = app.tallrec.engine as unknown as Engine;
-              const service = await createChatRec({ engine, data: { ml100k: o.chatData! }, recommender: o.chatRecommender, log: (m) => app.log.info(m) });
+              // the same engine as the routes: Chat-REC's re-ranking goes through its scheduler too
+              const service = await createChatRec({ engine: engine!, data: { ml100k: o.chatData! }, recommender: o.chatRecommender, log: (m) => app.log.info(m) });
               chat.ready(sessionsRedis ? new RedisSessions(service, sessionsRedis) : service);
               app.log.info(`Chat-REC ready: POST /v1/chat${o.sessions ? ` (sessions in ${redactUrl(o.sessions)})` : ""}`);
             } catch (err) {
@@ -205,7 +207,7 @@ Examples:
           },
         );
         await done;
-        if (loadError) throw new CliError(`cannot load the model: ${(loadError as Error).message}`);
+        if (loadError) throw new CliError(`cannot load the model: ${(loadError as Error).message}`, exitCodeOf(loadError), codeOf(loadError));
       } finally {
         process.off("SIGINT", stop);
         process.off("SIGTERM", stop);

@@ -22,19 +22,19 @@ function inside(dir: string, path: string): boolean {
  * leaves the folder, symbolic links that lead out of it, and anything but a regular file.
  */
 export async function resolveInside(modelsDir: string, requested: string, field = "body/path"): Promise<string> {
-  if (isAbsolute(requested)) throw new HttpError(400, `${field} must be relative to the models folder, not an absolute path`, "TALLREC_BAD_PATH");
-  if (requested.includes("\0")) throw new HttpError(400, `${field} must not contain NUL characters`, "TALLREC_BAD_PATH");
+  if (isAbsolute(requested)) throw new HttpError("invalid_input", `${field} must be relative to the models folder, not an absolute path`);
+  if (requested.includes("\0")) throw new HttpError("invalid_input", `${field} must not contain NUL characters`);
   const root = await realpath(modelsDir);
   const full = resolve(root, requested);
-  if (!inside(root, full)) throw new HttpError(400, `${field} must stay inside the models folder`, "TALLREC_BAD_PATH");
+  if (!inside(root, full)) throw new HttpError("invalid_input", `${field} must stay inside the models folder`);
   let real: string;
   try {
     real = await realpath(full);
   } catch {
-    throw new HttpError(404, `${field}: no file ${JSON.stringify(requested)} in the models folder`, "TALLREC_NO_FILE");
+    throw new HttpError("not_found", `${field}: no file ${JSON.stringify(requested)} in the models folder`);
   }
-  if (!inside(root, real)) throw new HttpError(400, `${field} leads outside the models folder (symbolic link)`, "TALLREC_BAD_PATH");
-  if (!(await stat(real)).isFile()) throw new HttpError(400, `${field}: ${JSON.stringify(requested)} is not a file`, "TALLREC_BAD_PATH");
+  if (!inside(root, real)) throw new HttpError("invalid_input", `${field} leads outside the models folder (symbolic link)`);
+  if (!(await stat(real)).isFile()) throw new HttpError("invalid_input", `${field}: ${JSON.stringify(requested)} is not a file`);
   return real;
 }
 
@@ -54,7 +54,7 @@ export const adapterRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
   const modelsDir = state.modelsDir === null ? null : resolve(state.modelsDir);
   let realModelsDir: string | null = null;
   const requireLoading = (): string => {
-    if (modelsDir === null) throw new HttpError(403, "runtime adapter loading is disabled (the server has no models folder)", "TALLREC_ADAPTERS_DISABLED");
+    if (modelsDir === null) throw new HttpError("forbidden", "runtime adapter loading is disabled (the server has no models folder)");
     return modelsDir;
   };
 
@@ -84,14 +84,14 @@ export const adapterRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
       const engine = state.requireEngine();
       const { name, path, scale } = request.body as { name: string; path: string; scale?: number };
       const real = await resolveInside(dir, path);
-      await state.batcher.exclusive(async () => {
-        if (engine.adapterNames().includes(name)) throw new HttpError(409, `body/name: an adapter named ${JSON.stringify(name)} is already loaded`, "TALLREC_ADAPTER_EXISTS");
+      await engine.scheduler.exclusive(async () => {
+        if (engine.adapterNames().includes(name)) throw new HttpError("adapter_exists", `body/name: an adapter named ${JSON.stringify(name)} is already loaded`);
         try {
           await engine.loadAdapter({ name, path: real, scale });
         } catch (err) {
           // the file is the only input: whatever fails to load it is the file's problem
           const message = err instanceof GgufError ? err.message : `cannot load ${real}: ${(err as Error).message}`;
-          throw new HttpError(422, `body/path: ${message.split(real).join(path)}`, "TALLREC_BAD_ADAPTER");
+          throw new HttpError("invalid_file", `body/path: ${message.split(real).join(path)}`);
         }
       });
       realModelsDir ??= await realpath(dir);
@@ -116,10 +116,9 @@ export const adapterRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
       requireLoading();
       const engine = state.requireEngine();
       const { name } = request.params as { name: string };
-      await state.batcher.exclusive(async () => {
-        if (!engine.adapterNames().includes(name)) throw new HttpError(404, `params/name: no adapter named ${JSON.stringify(name)} is loaded`, "TALLREC_UNKNOWN_ADAPTER");
-        await engine.unloadAdapter(name);
-      });
+      if (!engine.adapterNames().includes(name)) throw new HttpError("unknown_adapter", `params/name: no adapter named ${JSON.stringify(name)} is loaded`);
+      // new calls can no longer choose it; the running batch finishes before it is freed
+      await engine.unloadAdapter(name);
       request.log.info({ adapter: name }, "adapter unloaded");
       return { unloaded: name };
     },

@@ -71,7 +71,7 @@ export const rankRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app
           const id = itemId(body.candidates[i], i);
           if (r.error !== undefined) {
             results[i] = { id, error: `body/candidates/${i}: ${engineItemError(r.error)}` };
-            tooLong[i] = r.tokens !== undefined && r.tokens > state.nCtx;
+            tooLong[i] = r.code === "too_long";
           } else {
             results[i] = { id, pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, ...(r.logSumExp !== undefined ? { logSumExp: r.logSumExp } : {}) };
           }

@@ -27,13 +27,7 @@ export function failIfNoneScored(results: ResultEntry[], tooLong: boolean[]): vo
   if (results.some((r) => !("error" in r))) return;
   const allTooLong = tooLong.every(Boolean);
   const first = results[0] as { error: string };
-  throw new HttpError(
-    allTooLong ? 413 : 400,
-    results.length === 1 ? first.error : `no item could be scored; the first: ${first.error}`,
-    allTooLong ? "TALLREC_PROMPT_TOO_LONG" : "TALLREC_INVALID_ITEMS",
-    {},
-    { results },
-  );
+  throw new HttpError(allTooLong ? "too_long" : "invalid_input", results.length === 1 ? first.error : `no item could be scored; the first: ${first.error}`, { extra: { results } });
 }
 
 /** Registers `POST /v1/score` (the state's limits size its schema). */
@@ -84,7 +78,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
           const id = itemId(body.items[i], i);
           if (r.error !== undefined) {
             results[i] = { id, error: `body/items/${i}: ${engineItemError(r.error)}` };
-            tooLong[i] = r.tokens !== undefined && r.tokens > state.nCtx;
+            tooLong[i] = r.code === "too_long";
           } else {
             results[i] = { id, pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, ...(r.logSumExp !== undefined ? { logSumExp: r.logSumExp } : {}) };
           }

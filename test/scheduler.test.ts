@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { Batcher, BatcherClosedError, QueueFullError, type BatchInfo } from "../src/engine/scheduler.js";
+import { Scheduler, SchedulerClosedError, QueueFullError, type BatchInfo } from "../src/engine/scheduler.js";
 
 interface Call {
   group: string;
@@ -45,10 +45,10 @@ async function until(cond: () => boolean, ms = 2000): Promise<void> {
 }
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
 
-describe("Batcher", () => {
+describe("Scheduler", () => {
   it("merges concurrent jobs into one runner call and splits the results back in order", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 64, maxWaitMs: 20 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 64, maxWaitMs: 20 });
     const jobs = [b.submit([1, 2], { group: "g" }), b.submit([3], { group: "g" }), b.submit([4, 5, 6], { group: "g" })];
     const out = await Promise.all(jobs);
     expect(r.calls).toHaveLength(1);
@@ -59,7 +59,7 @@ describe("Batcher", () => {
 
   it("keeps groups apart: a batch holds one group's items only", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 64, maxWaitMs: 10 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 64, maxWaitMs: 10 });
     const out = await Promise.all([b.submit([1], { group: "movie" }), b.submit([2], { group: "book" }), b.submit([3], { group: "movie" })]);
     expect(out.map((o) => o.results)).toEqual([[10], [20], [30]]);
     expect(r.calls.map((c) => [c.group, c.items])).toEqual([
@@ -70,7 +70,7 @@ describe("Batcher", () => {
 
   it("groups by groupKey, not object identity", async () => {
     const calls: Array<{ group: { adapter: string }; n: number }> = [];
-    const b = new Batcher<number, number, { adapter: string }>({
+    const b = new Scheduler<number, number, { adapter: string }>({
       run: async (group, items) => {
         calls.push({ group, n: items.length });
         return items;
@@ -86,7 +86,7 @@ describe("Batcher", () => {
 
   it("waits at most maxWaitMs for company, and not at all once maxBatch items are queued", async () => {
     const r = recorder();
-    const slow = new Batcher<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 40 });
+    const slow = new Scheduler<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 40 });
     const t0 = performance.now();
     await slow.submit([1], { group: "g" });
     const waited = r.calls[0].at - t0;
@@ -94,7 +94,7 @@ describe("Batcher", () => {
     expect(waited).toBeLessThan(1000);
 
     const r2 = recorder();
-    const full = new Batcher<number, number, string>({ run: r2.run, maxBatch: 4, maxWaitMs: 60_000 });
+    const full = new Scheduler<number, number, string>({ run: r2.run, maxBatch: 4, maxWaitMs: 60_000 });
     const t1 = performance.now();
     const out = await full.submit([1, 2, 3, 4], { group: "g" });
     expect(out.results).toEqual([10, 20, 30, 40]);
@@ -103,7 +103,7 @@ describe("Batcher", () => {
 
   it("never calls the runner again before the previous call settled, and never exceeds maxBatch", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 5, maxWaitMs: 1 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 5, maxWaitMs: 1 });
     const jobs = range(0, 40).map((i) => b.submit([i, i + 100], { group: "g" }));
     const out = await Promise.all(jobs);
     expect(out.map((o) => o.results)).toEqual(range(0, 40).map((i) => [i * 10, (i + 100) * 10]));
@@ -115,7 +115,7 @@ describe("Batcher", () => {
 
   it("splits a large job across batches, in order", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 0 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 0 });
     const out = await b.submit(range(0, 10), { group: "g" });
     expect(out.results).toEqual(range(0, 10).map((i) => i * 10));
     expect(out.batches).toBe(3);
@@ -124,7 +124,7 @@ describe("Batcher", () => {
 
   it("is fair: a small job queued behind a large one waits for one of its batches, not all", async () => {
     const r = recorder({ hold: true });
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 0 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 0 });
     const big = b.submit(range(100, 120), { group: "g" });
     await until(() => r.held() === 1); // the big job's first batch is running
     const small = b.submit([1], { group: "g" });
@@ -146,7 +146,7 @@ describe("Batcher", () => {
 
   it("shares a batch's room equally among the jobs of its group", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 6, maxWaitMs: 10 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 6, maxWaitMs: 10 });
     // the second submit brings 8 items: a full batch starts at once, 3 slots each (FIFO would give 4 + 2)
     const out = await Promise.all([b.submit(range(0, 4), { group: "g" }), b.submit(range(10, 14), { group: "g" })]);
     expect(r.calls.map((c) => c.items)).toEqual([
@@ -160,14 +160,14 @@ describe("Batcher", () => {
 
     // three jobs, one needing less than its share: its spare slot goes to the others
     const r2 = recorder();
-    const b2 = new Batcher<number, number, string>({ run: r2.run, maxBatch: 7, maxWaitMs: 10 });
+    const b2 = new Scheduler<number, number, string>({ run: r2.run, maxBatch: 7, maxWaitMs: 10 });
     await Promise.all([b2.submit(range(0, 3), { group: "g" }), b2.submit([10], { group: "g" }), b2.submit(range(20, 24), { group: "g" })]);
     expect(r2.calls[0].items).toEqual([0, 1, 2, 10, 20, 21, 22]);
   });
 
   it("keeps an atomic job in one runner call, waiting for a batch with room", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 10 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 4, maxWaitMs: 10 });
     const [x, y] = await Promise.all([b.submit([1, 2, 3], { group: "g" }), b.submit([4, 5, 6], { group: "g", atomic: true })]);
     expect(x.results).toEqual([10, 20, 30]);
     expect(y.results).toEqual([40, 50, 60]);
@@ -175,12 +175,12 @@ describe("Batcher", () => {
       [1, 2, 3],
       [4, 5, 6],
     ]);
-    await expect(b.submit([1, 2, 3, 4, 5], { group: "g", atomic: true })).rejects.toThrow(RangeError);
+    await expect(b.submit([1, 2, 3, 4, 5], { group: "g", atomic: true })).rejects.toMatchObject({ code: "too_many_items" });
   });
 
   it("refuses work past maxQueue with QueueFullError and a Retry-After estimate, then recovers", async () => {
     const r = recorder({ hold: true });
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 2, maxWaitMs: 0, maxQueue: 5 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 2, maxWaitMs: 0, maxQueue: 5 });
     const first = b.submit([0, 0], { group: "g" });
     await until(() => r.held() === 1);
     const queued = [b.submit([1, 2, 3], { group: "g" }), b.submit([4, 5], { group: "g" })];
@@ -206,7 +206,7 @@ describe("Batcher", () => {
 
   it("cancels a queued job on abort: rejected at once, its items never run, its room freed", async () => {
     const r = recorder({ hold: true });
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 0 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 0 });
     const first = b.submit([1], { group: "g" });
     await until(() => r.held() === 1);
     const ac = new AbortController();
@@ -229,7 +229,7 @@ describe("Batcher", () => {
 
   it("rejects an aborted job whose items are running at once; the batch's other jobs still get results", async () => {
     const r = recorder({ hold: true });
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 5 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 5 });
     const ac = new AbortController();
     const doomed = b.submit([1], { group: "g", signal: ac.signal });
     const other = b.submit([2], { group: "g" });
@@ -243,7 +243,7 @@ describe("Batcher", () => {
 
   it("fails only the jobs of a failed batch, and checks the runner's result count", async () => {
     let n = 0;
-    const b = new Batcher<number, number, string>({
+    const b = new Scheduler<number, number, string>({
       run: async (group, items) => {
         n++;
         if (group === "bad") throw new Error("engine exploded");
@@ -262,7 +262,7 @@ describe("Batcher", () => {
 
   it("runs exclusive work between batches, never during one", async () => {
     const r = recorder({ hold: true });
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 0 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 0 });
     const events: string[] = [];
     const first = b.submit([1], { group: "g" }).then(() => events.push("batch 1 done"));
     await until(() => r.held() === 1);
@@ -284,10 +284,10 @@ describe("Batcher", () => {
 
   it("after close refuses new jobs but finishes queued ones; idle() resolves when done", async () => {
     const r = recorder();
-    const b = new Batcher<number, number, string>({ run: r.run, maxBatch: 2, maxWaitMs: 0 });
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 2, maxWaitMs: 0 });
     const queued = b.submit([1, 2, 3], { group: "g" });
     b.close();
-    await expect(b.submit([4], { group: "g" })).rejects.toBeInstanceOf(BatcherClosedError);
+    await expect(b.submit([4], { group: "g" })).rejects.toBeInstanceOf(SchedulerClosedError);
     await b.idle();
     expect(b.stats).toMatchObject({ queuedItems: 0, runningItems: 0 });
     expect((await queued).results).toEqual([10, 20, 30]);
@@ -295,15 +295,15 @@ describe("Batcher", () => {
 
   it("reports each batch to onBatch, and validates its options", async () => {
     const seen: Array<BatchInfo<string>> = [];
-    const b = new Batcher<number, number, string>({ run: async (_g, items) => items, maxBatch: 3, maxWaitMs: 5, onBatch: (i) => seen.push(i) });
+    const b = new Scheduler<number, number, string>({ run: async (_g, items) => items, maxBatch: 3, maxWaitMs: 5, onBatch: (i) => seen.push(i) });
     await Promise.all([b.submit([1, 2], { group: "g" }), b.submit([3, 4], { group: "g" })]);
     expect(seen.map((s) => [s.group, s.items, s.jobs])).toEqual([
       ["g", 3, 2],
       ["g", 1, 1],
     ]);
     expect(seen.every((s) => s.runMs >= 0 && s.error === undefined)).toBe(true);
-    await expect(b.submit([], { group: "g" })).rejects.toThrow(RangeError);
-    expect(() => new Batcher({ run: async () => [], maxBatch: 0 })).toThrow(/maxBatch/);
-    expect(() => new Batcher({ run: async () => [], maxWaitMs: -1 })).toThrow(/maxWaitMs/);
+    await expect(b.submit([], { group: "g" })).rejects.toMatchObject({ code: "empty" });
+    expect(() => new Scheduler({ run: async () => [], maxBatch: 0 })).toThrow(/maxBatch/);
+    expect(() => new Scheduler({ run: async () => [], maxWaitMs: -1 })).toThrow(/maxWaitMs/);
   });
 });

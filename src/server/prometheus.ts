@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import fp from "fastify-plugin";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
-import type { BatcherStats } from "../engine/scheduler.js";
+import type { SchedulerStats } from "../engine/scheduler.js";
 
 /** The server's metric objects. */
 export class ServerMetrics {
@@ -25,10 +25,10 @@ export class ServerMetrics {
   readonly rejected: Counter<"reason">;
 
   /**
-   * @param queue reads the batcher's state when metrics are collected (queue depth gauges).
+   * @param queue reads the scheduler's state when metrics are collected (queue depth gauges).
    * @param prefix metric name prefix (default "tallrec_").
    */
-  constructor(queue: () => BatcherStats | null, prefix = "tallrec_", defaultMetrics = true) {
+  constructor(queue: () => SchedulerStats | null, prefix = "tallrec_", defaultMetrics = true) {
     const registers = [this.registry];
     this.httpRequests = new Counter({ name: `${prefix}http_requests_total`, help: "HTTP requests answered, by method, route and status code", labelNames: ["method", "route", "status_code"], registers });
     this.httpDuration = new Histogram({
