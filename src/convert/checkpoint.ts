@@ -40,7 +40,7 @@ function fromIndex(dir: string, indexName: string): CheckpointWeights {
   try {
     index = JSON.parse(readFileSync(indexPath, "utf8")) as typeof index;
   } catch (e) {
-    throw new ConvertError(indexPath, `invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new ConvertError(indexPath, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
   }
   const map = index.weight_map;
   if (!map || typeof map !== "object") throw new ConvertError(indexPath, "no weight_map");

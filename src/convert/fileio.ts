@@ -16,7 +16,7 @@ export class RandomAccessFile {
     try {
       this.fd = openSync(path, "r");
     } catch (e) {
-      throw new ConvertError(path, `cannot open: ${(e as Error).message}`, { cause: e });
+      throw new ConvertError(path, `cannot open: ${(e as Error).message}`, (e as NodeJS.ErrnoException).code === "ENOENT" ? "not_found" : "invalid_file", { cause: e });
     }
     this.size = fstatSync(this.fd).size;
   }

@@ -107,22 +107,22 @@ export function readPeftConfig(dir: string): PeftLoraConfig {
   try {
     c = JSON.parse(readFileSync(path, "utf8")) as Json;
   } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
   }
   if (typeof c !== "object" || c === null || Array.isArray(c)) throw new ConvertError(path, "expected a JSON object");
-  if (c.peft_type !== undefined && c.peft_type !== "LORA") throw new ConvertError(path, `peft_type ${JSON.stringify(c.peft_type)} is not supported (only LORA)`);
+  if (c.peft_type !== undefined && c.peft_type !== "LORA") throw new ConvertError(path, `peft_type ${JSON.stringify(c.peft_type)} is not supported (only LORA)`, "unsupported");
   const r = c.r;
   if (typeof r !== "number" || !Number.isInteger(r) || r < 1) throw new ConvertError(path, `r must be a positive integer, got ${JSON.stringify(r)}`);
   const alpha = c.lora_alpha;
   if (typeof alpha !== "number" || !(alpha > 0)) throw new ConvertError(path, `lora_alpha must be a positive number, got ${JSON.stringify(alpha)}`);
   if (c.bias !== undefined && c.bias !== null && c.bias !== "none") {
-    throw new ConvertError(path, `bias ${JSON.stringify(c.bias)} is not supported: llama.cpp LoRA adapters hold no bias terms (train with bias="none")`);
+    throw new ConvertError(path, `bias ${JSON.stringify(c.bias)} is not supported: llama.cpp LoRA adapters hold no bias terms (train with bias="none")`, "unsupported");
   }
-  if (c.lora_bias === true) throw new ConvertError(path, "lora_bias is not supported: llama.cpp LoRA adapters hold no bias terms");
-  if (c.use_dora === true) throw new ConvertError(path, "DoRA adapters (use_dora) are not supported by llama.cpp");
+  if (c.lora_bias === true) throw new ConvertError(path, "lora_bias is not supported: llama.cpp LoRA adapters hold no bias terms", "unsupported");
+  if (c.use_dora === true) throw new ConvertError(path, "DoRA adapters (use_dora) are not supported by llama.cpp", "unsupported");
   const mts = c.modules_to_save;
   if (mts !== undefined && mts !== null && !(Array.isArray(mts) && mts.length === 0)) {
-    throw new ConvertError(path, `modules_to_save ${JSON.stringify(mts)} is not supported: those are fully trained copies of whole modules, which a LoRA GGUF cannot hold`);
+    throw new ConvertError(path, `modules_to_save ${JSON.stringify(mts)} is not supported: those are fully trained copies of whole modules, which a LoRA GGUF cannot hold`, "unsupported");
   }
   const tm = c.target_modules;
   if (tm !== undefined && tm !== null && typeof tm !== "string" && !(Array.isArray(tm) && tm.every((x) => typeof x === "string"))) {
@@ -162,7 +162,7 @@ function compilePattern(path: string, field: string, pattern: Record<string, num
     try {
       return compilePatternKey(k);
     } catch (e) {
-      if (e instanceof PatternError) throw new ConvertError(path, `${field} key ${JSON.stringify(printable(k))} cannot be matched: ${e.message}`, { cause: e });
+      if (e instanceof PatternError) throw new ConvertError(path, `${field} key ${JSON.stringify(printable(k))} cannot be matched: ${e.message}`, "invalid_file", { cause: e });
       throw e;
     }
   });
@@ -227,7 +227,7 @@ function openBase(path: string): BaseInfo {
   try {
     file = openGgufSync(path);
   } catch (e) {
-    if (e instanceof GgufError) throw new ConvertError(path, e.message.replace(`${path}: `, ""), { cause: e });
+    if (e instanceof GgufError) throw new ConvertError(path, e.message.replace(`${path}: `, ""), "invalid_file", { cause: e });
     throw e;
   }
   if (getMetadataString(file, "general.type", "model") === "adapter") throw new ConvertError(path, "this is a LoRA adapter, not a base model");

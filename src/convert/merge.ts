@@ -61,7 +61,7 @@ function wrap<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof GgufError) throw new ConvertError(e.path, e.message.replace(`${e.path}: `, ""), { cause: e });
+    if (e instanceof GgufError) throw new ConvertError(e.path, e.message.replace(`${e.path}: `, ""), "invalid_file", { cause: e });
     throw e;
   }
 }

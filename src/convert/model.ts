@@ -69,13 +69,13 @@ export function readLlamaConfig(dir: string): LlamaHparams {
   try {
     c = JSON.parse(readFileSync(path, "utf8")) as Json;
   } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
   }
   if ("text_config" in c && typeof c.text_config === "object" && c.text_config) c = { ...c, ...(c.text_config as Json) };
   const archs = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
   const isLlama = archs.some((a) => a === "LlamaForCausalLM" || a === "LLaMAForCausalLM") || (archs.length === 0 && c.model_type === "llama");
   if (!isLlama) {
-    throw new ConvertError(path, `architecture ${JSON.stringify(archs[0] ?? c.model_type ?? "unknown")} is not supported: only LlamaForCausalLM checkpoints can be converted`);
+    throw new ConvertError(path, `architecture ${JSON.stringify(archs[0] ?? c.model_type ?? "unknown")} is not supported: only LlamaForCausalLM checkpoints can be converted`, "unsupported");
   }
   const int = (keys: string[], required: boolean): number | undefined => {
     for (const k of keys) {
@@ -111,14 +111,14 @@ export function readLlamaConfig(dir: string): LlamaHparams {
   if (nEmbd % nHead !== 0 || (nEmbd / nHead) % 2 !== 0) throw new ConvertError(path, `hidden_size ${nEmbd} does not split into ${nHead} heads of even size`);
   if (nHeadKv < 1 || nHead % nHeadKv !== 0) throw new ConvertError(path, `num_attention_heads ${nHead} is not a multiple of num_key_value_heads ${nHeadKv}`);
   if (typeof c.head_dim === "number" && c.head_dim !== nEmbd / nHead) {
-    throw new ConvertError(path, `head_dim ${c.head_dim} differs from hidden_size / num_attention_heads (${nEmbd / nHead}): not supported`);
+    throw new ConvertError(path, `head_dim ${c.head_dim} differs from hidden_size / num_attention_heads (${nEmbd / nHead}): not supported`, "unsupported");
   }
   const rs = (c.rope_scaling ?? c.rope_parameters) as Json | null | undefined;
   if (rs && typeof rs === "object") {
     const type = rs.rope_type ?? rs.type;
     if (type === "linear" && typeof rs.factor === "number") hp.ropeScaling = { type: "linear", factor: rs.factor };
     else if (type !== undefined && type !== "default") {
-      throw new ConvertError(path, `rope scaling ${JSON.stringify(type)} is not supported (only linear); use llama.cpp's converter for this model`);
+      throw new ConvertError(path, `rope scaling ${JSON.stringify(type)} is not supported (only linear); use llama.cpp's converter for this model`, "unsupported");
     }
     if (typeof rs.rope_theta === "number" && hp.ropeTheta === undefined) hp.ropeTheta = rs.rope_theta;
   }
@@ -157,7 +157,7 @@ function plan(hp: LlamaHparams, tensors: Map<string, SourceTensor>, dir: string,
     if (src.shape.length !== shape.length || src.shape.some((d, i) => d !== shape[i])) {
       throw new ConvertError(src.file, `tensor ${hf} has shape ${shapeText(src.shape)}, expected ${shapeText(shape)} from config.json`);
     }
-    if (!isFloatDType(src.dtype)) throw new ConvertError(src.file, `tensor ${hf} has dtype ${src.dtype}; only F32, F16 and BF16 are supported`);
+    if (!isFloatDType(src.dtype)) throw new ConvertError(src.file, `tensor ${hf} has dtype ${src.dtype}; only F32, F16 and BF16 are supported`, "unsupported");
     used.add(hf);
     items.push({ gguf, src, shape, permuteHeads });
   };

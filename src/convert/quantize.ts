@@ -43,7 +43,7 @@ export async function quantizeModel(input: string, output: string, type: string,
   try {
     inputBytes = checkModelFile(input).file.fileSize;
   } catch (e) {
-    if (e instanceof GgufError) throw new ConvertError(input, e.message.replace(`${input}: `, ""), { cause: e });
+    if (e instanceof GgufError) throw new ConvertError(input, e.message.replace(`${input}: `, ""), "invalid_file", { cause: e });
     throw e;
   }
   const { binding } = loadBinding("cpu");
@@ -61,6 +61,6 @@ export async function quantizeModel(input: string, output: string, type: string,
   } catch (e) {
     await rm(tmp, { force: true });
     if (e instanceof ConvertError) throw e;
-    throw new ConvertError(input, `quantization to ${t} failed: ${(e as Error).message}`, { cause: e });
+    throw new ConvertError(input, `quantization to ${t} failed: ${(e as Error).message}`, "invalid_file", { cause: e });
   }
 }

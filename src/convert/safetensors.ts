@@ -41,7 +41,7 @@ export function openSafetensors(path: string): SafetensorsFile {
     try {
       header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(f.read(8, headerLen, "header")));
     } catch (e) {
-      throw new ConvertError(path, `not a safetensors file: the header is not JSON (${(e as Error).message})`, { cause: e });
+      throw new ConvertError(path, `not a safetensors file: the header is not JSON (${(e as Error).message})`, "invalid_file", { cause: e });
     }
     if (typeof header !== "object" || header === null || Array.isArray(header)) {
       throw new ConvertError(path, "not a safetensors file: the header is not a JSON object");

@@ -37,7 +37,7 @@ function readJson(path: string): Json | undefined {
   try {
     v = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConvertError(path, "expected a JSON object");
   return v as Json;
@@ -156,7 +156,7 @@ function fromTokenizerJson(dir: string, nVocab: number): GgufVocab {
   const tj = readJson(path)!;
   const model = tj.model as Json | undefined;
   if (!model || model.type !== "BPE" || model.byte_fallback !== true) {
-    throw new ConvertError(path, "only LLaMA-1/2 style tokenizers (BPE with byte_fallback) are supported; Llama 3 and other tokenizers are not");
+    throw new ConvertError(path, "only LLaMA-1/2 style tokenizers (BPE with byte_fallback) are supported; Llama 3 and other tokenizers are not", "unsupported");
   }
   const vocab = model.vocab as Record<string, number> | undefined;
   if (!vocab || typeof vocab !== "object") throw new ConvertError(path, "model.vocab is missing");

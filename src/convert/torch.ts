@@ -139,7 +139,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
   const head = withFile(path, (f) => f.read(0, Math.min(f.size, 4), "file start"));
   if (!looksLikeZip(head)) {
     if (head[0] === 0x80) {
-      throw new ConvertError(path, "legacy (pre-1.6, non-zip) PyTorch serialization is not supported: re-save it with a current torch.save or as safetensors");
+      throw new ConvertError(path, "legacy (pre-1.6, non-zip) PyTorch serialization is not supported: re-save it with a current torch.save or as safetensors", "unsupported");
     }
     throw new ConvertError(path, "not a PyTorch checkpoint (not a zip archive)");
   }
@@ -148,7 +148,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
   const byteorder = zip.entries.get(`${prefix}byteorder`);
   if (byteorder) {
     const bo = new TextDecoder().decode(readZipEntry(zip, byteorder)).trim();
-    if (bo !== "little") throw new ConvertError(path, `byte order ${JSON.stringify(bo)} is not supported (only little-endian)`);
+    if (bo !== "little") throw new ConvertError(path, `byte order ${JSON.stringify(bo)} is not supported (only little-endian)`, "unsupported");
   }
   const pkl = readZipEntry(zip, zip.entries.get(`${prefix}data.pkl`)!);
   const storages = new Map<string, { ref: StorageRef; entry: ZipEntry }>();
@@ -182,7 +182,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
       },
     });
   } catch (e) {
-    if (e instanceof PickleError) throw new ConvertError(path, `${prefix}data.pkl: ${e.message}`, { cause: e });
+    if (e instanceof PickleError) throw new ConvertError(path, `${prefix}data.pkl: ${e.message}`, "invalid_file", { cause: e });
     throw e;
   }
   if (!(root instanceof PyDict)) throw new ConvertError(path, "the checkpoint is not a state dict (its top level is not a dict)");

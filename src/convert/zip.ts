@@ -68,7 +68,7 @@ export function openZip(path: string): ZipArchive {
     }
     if (eocd < 0) throw new ConvertError(path, "truncated or not a zip archive: no end-of-central-directory record");
     const eocdAbs = size - tailLen + eocd;
-    if (tv.getUint16(eocd + 4, true) !== 0 || tv.getUint16(eocd + 6, true) !== 0) throw new ConvertError(path, "multi-disk zip archives are not supported");
+    if (tv.getUint16(eocd + 4, true) !== 0 || tv.getUint16(eocd + 6, true) !== 0) throw new ConvertError(path, "multi-disk zip archives are not supported", "unsupported");
     let count = tv.getUint16(eocd + 10, true);
     let cdSize = tv.getUint32(eocd + 12, true);
     let cdOffset = tv.getUint32(eocd + 16, true);
@@ -127,7 +127,7 @@ export function openZip(path: string): ZipArchive {
         e += 4 + len;
       }
       if (flags & 1) throw new ConvertError(path, `zip entry ${name} is encrypted`);
-      if (method !== 0 && method !== 8) throw new ConvertError(path, `zip entry ${name} uses compression method ${method} (only stored and deflated are supported)`);
+      if (method !== 0 && method !== 8) throw new ConvertError(path, `zip entry ${name} uses compression method ${method} (only stored and deflated are supported)`, "unsupported");
       if (method === 0 && compressedSize !== usize) throw new ConvertError(path, `corrupt zip: stored entry ${name} has different sizes`);
       if (localHeaderOffset + 30 + compressedSize > size) {
         throw new ConvertError(path, `truncated: zip entry ${name} ends past the end of the file (${size} bytes)`);
@@ -162,9 +162,9 @@ export function readZipEntry(zip: ZipArchive, entry: ZipEntry): Uint8Array {
         data = new Uint8Array(zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size + 1) }));
       } catch (e) {
         if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
-          throw new ConvertError(zip.path, `zip entry ${entry.name} inflates to more than the ${entry.size} bytes its header declares (corrupt or hostile file)`, { cause: e });
+          throw new ConvertError(zip.path, `zip entry ${entry.name} inflates to more than the ${entry.size} bytes its header declares (corrupt or hostile file)`, "invalid_file", { cause: e });
         }
-        throw new ConvertError(zip.path, `zip entry ${entry.name}: corrupt deflate data (${(e as Error).message})`, { cause: e });
+        throw new ConvertError(zip.path, `zip entry ${entry.name}: corrupt deflate data (${(e as Error).message})`, "invalid_file", { cause: e });
       }
     }
     if (data.length !== entry.size) throw new ConvertError(zip.path, `zip entry ${entry.name}: ${data.length} bytes, expected ${entry.size}`);

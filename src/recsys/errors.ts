@@ -1,21 +1,22 @@
 /**
  * Error types raised by the recommender modules.
  *
- * Every error carries a stable `code` so callers (for example the Chat-REC
- * layer) can branch on the kind of failure without parsing messages.
+ * Every error is a {@link TallrecError} carrying a code of the library's one
+ * vocabulary (src/errors.ts), so callers (for example the Chat-REC layer, the
+ * server, the CLI) can branch on the kind of failure without parsing messages:
+ * `invalid_data` (a malformed data row), `unknown_user` / `unknown_item`,
+ * `empty` (a user without history), `not_ready` (not fitted), `invalid_file`
+ * (a model file), `invalid_input` (an argument out of range).
  *
  * @module
  */
 
-/** Base class of all errors thrown by `src/recsys`. */
-export class RecsysError extends Error {
-  /** Stable machine-readable error code. */
-  readonly code: string;
+import { type ErrorCode, TallrecError, type TallrecErrorOptions } from "../errors.js";
 
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = new.target.name;
-    this.code = code;
+/** Base class of all errors thrown by `src/recsys`. */
+export class RecsysError extends TallrecError {
+  constructor(code: ErrorCode, message: string, options?: TallrecErrorOptions) {
+    super(code, message, options);
   }
 }
 
@@ -37,7 +38,7 @@ export class DataFormatError extends RecsysError {
 
   constructor(file: string, line: number, field: string, problem: string, value?: string) {
     const shown = value === undefined ? "" : `, got ${JSON.stringify(truncate(value, 60))}`;
-    super("E_DATA_FORMAT", `${file}:${line}: field "${field}": ${problem}${shown}`);
+    super("invalid_data", `${file}:${line}: field "${field}": ${problem}${shown}`);
     this.file = file;
     this.line = line;
     this.field = field;
@@ -54,7 +55,7 @@ export class UnknownIdError extends RecsysError {
 
   constructor(kind: "user" | "item", id: string, context?: string) {
     super(
-      kind === "user" ? "E_UNKNOWN_USER" : "E_UNKNOWN_ITEM",
+      kind === "user" ? "unknown_user" : "unknown_item",
       `unknown ${kind} id ${JSON.stringify(id)}${context ? ` (${context})` : ""}`,
     );
     this.kind = kind;
@@ -72,7 +73,7 @@ export class EmptyHistoryError extends RecsysError {
 
   constructor(user: string, model: string) {
     super(
-      "E_EMPTY_HISTORY",
+      "empty",
       `user ${JSON.stringify(user)} has no training interactions, so ${model} cannot personalise for them (use a popularity model as the cold-start fallback)`,
     );
     this.user = user;
@@ -82,7 +83,7 @@ export class EmptyHistoryError extends RecsysError {
 /** A model method was called before `fit()` (or `load()`). */
 export class NotFittedError extends RecsysError {
   constructor(model: string) {
-    super("E_NOT_FITTED", `${model} is not fitted: call fit(train) or load(path) first`);
+    super("not_ready", `${model} is not fitted: call fit(train) or load(path) first`);
   }
 }
 
@@ -92,7 +93,7 @@ export class ModelFileError extends RecsysError {
   readonly path: string;
 
   constructor(path: string, problem: string) {
-    super("E_MODEL_FILE", `${path}: ${problem}`);
+    super("invalid_file", `${path}: ${problem}`);
     this.path = path;
   }
 }
@@ -100,7 +101,7 @@ export class ModelFileError extends RecsysError {
 /** An argument outside its valid range (k <= 0, fraction outside (0,1), ...). */
 export class InvalidArgumentError extends RecsysError {
   constructor(message: string) {
-    super("E_INVALID_ARGUMENT", message);
+    super("invalid_input", message);
   }
 }
 
