@@ -306,4 +306,73 @@ describe("Scheduler", () => {
     expect(() => new Scheduler({ run: async () => [], maxBatch: 0 })).toThrow(/maxBatch/);
     expect(() => new Scheduler({ run: async () => [], maxWaitMs: -1 })).toThrow(/maxWaitMs/);
   });
+
+  it("takes new bounds with configure() from the next batch, and refuses bad ones with invalid_input", async () => {
+    const r = recorder();
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 2, maxWaitMs: 0 });
+    await b.submit([1, 2, 3], { group: "g" });
+    b.configure({ maxBatch: 5, maxQueue: 6 });
+    await b.submit([4, 5, 6, 7, 8], { group: "g" });
+    expect(r.calls.map((c) => c.items.length)).toEqual([2, 1, 5]);
+    await expect(b.submit([1, 2, 3, 4, 5, 6, 7], { group: "g" })).rejects.toMatchObject({ code: "queue_full" });
+    expect(() => b.configure({ maxBatch: 0 })).toThrow(expect.objectContaining({ code: "invalid_input" }));
+    expect(b.maxBatch).toBe(5); // a refused configure changes nothing
+  });
+
+  it("wraps every runner call in its interceptors (last added outermost) until they are removed", async () => {
+    const r = recorder();
+    const b = new Scheduler<number, number, string>({ run: r.run, maxBatch: 8, maxWaitMs: 0 });
+    const trace: string[] = [];
+    const removeA = b.intercept(async (_g, items, next) => {
+      trace.push(`a ${items.length}`);
+      return next();
+    });
+    const removeB = b.intercept(async (_g, items, next) => {
+      trace.push(`b ${items.length}`);
+      const out = await next();
+      return out.map((x) => x + 1);
+    });
+    expect((await b.submit([1, 2], { group: "g" })).results).toEqual([11, 21]);
+    removeB();
+    expect((await b.submit([3], { group: "g" })).results).toEqual([30]);
+    removeA();
+    await b.submit([4], { group: "g" });
+    expect(trace).toEqual(["b 2", "a 2", "a 1"]);
+    const seen: number[] = [];
+    const removeL = b.addBatchListener((info) => seen.push(info.items));
+    await b.submit([5, 6], { group: "g" });
+    removeL();
+    await b.submit([7], { group: "g" });
+    expect(seen).toEqual([2]);
+  });
+
+  it("aborts a running batch's signal only when every job in it was cancelled", async () => {
+    const signals: AbortSignal[] = [];
+    const releases: Array<() => void> = [];
+    const b = new Scheduler<number, number, string>({
+      run: async (_g, items, signal) => {
+        signals.push(signal);
+        await new Promise<void>((r) => releases.push(r));
+        return items;
+      },
+      maxBatch: 8,
+      maxWaitMs: 5,
+    });
+    const a1 = new AbortController();
+    const a2 = new AbortController();
+    const j1 = b.submit([1], { group: "g", signal: a1.signal });
+    const j2 = b.submit([2], { group: "g", signal: a2.signal });
+    await until(() => signals.length === 1);
+    a1.abort(new Error("first gone"));
+    await expect(j1).rejects.toThrow("first gone");
+    await tick(1);
+    expect(signals[0].aborted).toBe(false); // the second job still wants the batch
+    a2.abort(new Error("second gone"));
+    await expect(j2).rejects.toThrow("second gone");
+    await tick(1);
+    expect(signals[0].aborted).toBe(true);
+    expect(signals[0].reason).toMatchObject({ code: "aborted" });
+    releases.shift()!();
+    await b.idle();
+  });
 });
