@@ -70,12 +70,12 @@ Napi::Function Context::Define(Napi::Env env) {
 
 Context::Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-        throw Napi::TypeError::New(info.Env(), "use Context.create(model, options) to create a context");
+        throw InvalidType(info.Env(), "use Context.create(model, options) to create a context");
     handle_ = *info[0].As<Napi::External<std::shared_ptr<ContextHandle>>>().Data();
 }
 
 std::shared_ptr<ContextHandle> Context::Handle(Napi::Env env) const {
-    if (!handle_) throw Napi::Error::New(env, "the context was disposed");
+    if (!handle_) throw CodedError(env, codes::kClosed, "the context was disposed");
     return handle_;
 }
 
@@ -83,7 +83,7 @@ std::shared_ptr<ContextHandle> Context::Claim(Napi::Env env) const {
     auto h = Handle(env);
     bool expected = false;
     if (!h->busy.compare_exchange_strong(expected, true))
-        throw Napi::Error::New(env, "the context is busy with another call (calls on one context must not overlap)");
+        throw CodedError(env, codes::kBusy, "the context is busy with another call (calls on one context must not overlap)");
     h->abort.store(false);
     return h;
 }
@@ -92,7 +92,7 @@ std::shared_ptr<ContextHandle> Context::Claim(Napi::Env env) const {
 //                         embeddings, kvUnified, offloadKqv, kvType }) -> Promise<Context>
 Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1) throw Napi::TypeError::New(env, "model is required");
+    if (info.Length() < 1) throw InvalidType(env, "model is required");
     auto model = Model::FromValue(info[0], "model")->Handle(env);
     Napi::Object o = OptionsArg(info, 1);
 
@@ -109,24 +109,24 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     if (fa == "off") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     else if (fa == "on") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
     else if (fa == "auto") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
-    else throw Napi::TypeError::New(env, "flashAttn must be \"off\", \"on\" or \"auto\"");
+    else throw InvalidType(env, "flashAttn must be \"off\", \"on\" or \"auto\"");
     p.embeddings = BoolOption(o, "embeddings", false);
     if (p.embeddings) p.pooling_type = LLAMA_POOLING_TYPE_MEAN;
     p.kv_unified = BoolOption(o, "kvUnified", true);
     const std::string kvType = o.Has("kvType") && o.Get("kvType").IsString() ? o.Get("kvType").As<Napi::String>().Utf8Value() : "f16";
     if (kvType == "f32") p.type_k = p.type_v = GGML_TYPE_F32;
     else if (kvType == "f16") p.type_k = p.type_v = GGML_TYPE_F16;
-    else throw Napi::TypeError::New(env, "kvType must be \"f16\" or \"f32\"");
+    else throw InvalidType(env, "kvType must be \"f16\" or \"f32\"");
     p.offload_kqv = BoolOption(o, "offloadKqv", true);
     p.no_perf = true;
     const int64_t poll = IntOption(o, "poll", -1);  // -1: llama.cpp's own per-graph threads
 
-    if (p.n_ctx < 16) throw Napi::RangeError::New(env, "nCtx must be at least 16");
-    if (p.n_batch < 1 || p.n_ubatch < 1) throw Napi::RangeError::New(env, "nBatch and nUbatch must be positive");
+    if (p.n_ctx < 16) throw InvalidRange(env, "nCtx must be at least 16");
+    if (p.n_batch < 1 || p.n_ubatch < 1) throw InvalidRange(env, "nBatch and nUbatch must be positive");
     if (p.n_seq_max < 1 || p.n_seq_max > kMaxSeq)
-        throw Napi::RangeError::New(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
+        throw InvalidRange(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
     // llama.cpp asserts (aborts) when n_seq_max exceeds the output capacity, which is n_batch
-    if (p.n_seq_max > p.n_batch) throw Napi::RangeError::New(env, "nSeqMax must not exceed nBatch");
+    if (p.n_seq_max > p.n_batch) throw InvalidRange(env, "nSeqMax must not exceed nBatch");
 
     using Result = std::shared_ptr<ContextHandle>;
     return PromiseWorker<Result>::Start(
@@ -154,15 +154,15 @@ void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & mod
                   std::vector<std::shared_ptr<LoraHandle>> & adapters, std::vector<float> & scales) {
     Napi::Value list = o.Get("adapters");
     if (list.IsUndefined() || list.IsNull()) return;
-    if (!list.IsArray()) throw Napi::TypeError::New(env, "adapters must be an array of Lora");
+    if (!list.IsArray()) throw InvalidType(env, "adapters must be an array of Lora");
     auto arr = list.As<Napi::Array>();
     std::vector<float> sc;
     if (arr.Length() > 0) sc = CopyFloat32(o.Get("scales"), "scales");
-    if (sc.size() != arr.Length()) throw Napi::RangeError::New(env, "scales must have one entry per adapter");
+    if (sc.size() != arr.Length()) throw InvalidRange(env, "scales must have one entry per adapter");
     for (uint32_t i = 0; i < arr.Length(); i++) {
         auto lora = Lora::FromValue(arr.Get(i), "adapters[i]")->Handle(env);
-        if (lora->model.get() != &model) throw Napi::Error::New(env, "LoRA adapter " + lora->path + " belongs to another model");
-        if (!std::isfinite(sc[i])) throw Napi::RangeError::New(env, "adapter scale must be finite");
+        if (lora->model.get() != &model) throw CodedError(env, codes::kInvalidInput, "LoRA adapter " + lora->path + " belongs to another model");
+        if (!std::isfinite(sc[i])) throw InvalidRange(env, "adapter scale must be finite");
         adapters.push_back(lora);
     }
     scales = sc;
@@ -182,7 +182,7 @@ void ApplyAdapters(ContextHandle & h, const std::vector<std::shared_ptr<LoraHand
 // run(plan) -> Promise<{ values: Float32Array, lse: Float64Array | null, decodeCalls, tokensDecoded }>
 Napi::Value Context::Run(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "plan must be an object");
+    if (info.Length() < 1 || !info[0].IsObject()) throw InvalidType(env, "plan must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
     auto h0 = Handle(env);
 
@@ -200,7 +200,7 @@ Napi::Value Context::Run(const Napi::CallbackInfo & info) {
 
     // Validate everything here, so that llama.cpp never sees an id or position it would assert on.
     const std::string invalid = ValidatePlan(*plan, llama_vocab_n_tokens(h0->model->vocab), h0->nSeqMax, h0->nBatch);
-    if (!invalid.empty()) throw Napi::RangeError::New(env, invalid);
+    if (!invalid.empty()) throw InvalidRange(env, invalid);
 
     auto h = Claim(env);
     using Result = std::shared_ptr<ScoreResult>;

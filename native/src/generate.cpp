@@ -51,17 +51,12 @@ size_t IncompleteUtf8(const std::string & s) {
     return 0;
 }
 
-class GenerateWorker : public Napi::AsyncProgressQueueWorker<char> {
+class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> {
   public:
     GenerateWorker(Napi::Env env, std::shared_ptr<ContextHandle> h, std::shared_ptr<GenerateParams> p, Napi::Function onText)
-        : Napi::AsyncProgressQueueWorker<char>(env, "tallrec-generate"),
-          deferred_(Napi::Promise::Deferred::New(env)),
-          h_(std::move(h)),
-          p_(std::move(p)) {
+        : CodedWorker<Napi::AsyncProgressQueueWorker<char>>(env, "tallrec-generate"), h_(std::move(h)), p_(std::move(p)) {
         if (!onText.IsEmpty()) onText_ = Napi::Persistent(onText);
     }
-
-    Napi::Promise Promise() { return deferred_.Promise(); }
 
   protected:
     void Execute(const ExecutionProgress & progress) override {
@@ -77,7 +72,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<char> {
             const int32_t nCtx = static_cast<int32_t>(llama_n_ctx(ctx));
             const int32_t nPrompt = static_cast<int32_t>(p_->prompt.size());
             if (nPrompt + 1 > nCtx)
-                throw std::runtime_error("the prompt has " + std::to_string(nPrompt) + " tokens but the context holds " + std::to_string(nCtx));
+                throw CodedFailure(codes::kTooLong, "the prompt has " + std::to_string(nPrompt) + " tokens but the context holds " + std::to_string(nCtx));
 
             // the prompt, in n_batch chunks, logits at its last token only
             llama_batch batch = llama_batch_init(static_cast<int32_t>(h_->nBatch), 0, 1);
@@ -97,7 +92,8 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<char> {
                     batch.logits[k] = i == nPrompt - 1;
                 }
                 const int32_t rc = llama_decode(ctx, batch);
-                if (rc != 0) throw Failure(rc == 2 ? "aborted" : "llama_decode failed on the prompt (code " + std::to_string(rc) + ")");
+                if (rc == 2) throw Failure("aborted", codes::kAborted);
+                if (rc != 0) throw Failure("llama_decode failed on the prompt (code " + std::to_string(rc) + ")");
             }
 
             smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
@@ -171,7 +167,10 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<char> {
             llama_memory_clear(mem, false);
         } catch (const std::exception & e) {
             llama_memory_clear(llama_get_memory(h_->ctx), false);
-            SetError(e.what());
+            Fail(e);
+        } catch (...) {
+            llama_memory_clear(llama_get_memory(h_->ctx), false);
+            Fail(codes::kInternal, "unknown native error");
         }
         if (smpl) llama_sampler_free(smpl);
     }
@@ -198,15 +197,10 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<char> {
         o.Set("tokens", toks);
         o.Set("stopReason", stopReason_);
         o.Set("promptTokens", static_cast<double>(p_->prompt.size()));
-        deferred_.Resolve(o);
-    }
-
-    void OnError(const Napi::Error & e) override {
-        deferred_.Reject(e.Value());
+        Resolve(o);
     }
 
   private:
-    Napi::Promise::Deferred deferred_;
     std::shared_ptr<ContextHandle> h_;
     std::shared_ptr<GenerateParams> p_;
     Napi::FunctionReference onText_;
@@ -219,7 +213,7 @@ float FloatOption(const Napi::Object & o, const char * key, float fallback) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined() || v.IsNull()) return fallback;
     if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
-        throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a finite number");
+        throw InvalidType(o.Env(), std::string(key) + " must be a finite number");
     return v.As<Napi::Number>().FloatValue();
 }
 
@@ -231,18 +225,18 @@ float FloatOption(const Napi::Object & o, const char * key, float fallback) {
 // string). stopReason: "eos", "stop", "length", "context" or "abort".
 Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+    if (info.Length() < 1 || !info[0].IsObject()) throw InvalidType(env, "options must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
     auto h0 = Handle(env);
     auto p = std::make_shared<GenerateParams>();
     ReadAdapters(env, o, *h0->model, p->adapters, p->scales);
     p->prompt = CopyInt32(o.Get("tokens"), "tokens");
-    if (p->prompt.empty()) throw Napi::RangeError::New(env, "the prompt is empty");
+    if (p->prompt.empty()) throw InvalidRange(env, "the prompt is empty", codes::kEmpty);
     const int32_t nVocab = llama_vocab_n_tokens(h0->model->vocab);
     for (int32_t t : p->prompt)
-        if (t < 0 || t >= nVocab) throw Napi::RangeError::New(env, "token id " + std::to_string(t) + " is outside the vocabulary");
+        if (t < 0 || t >= nVocab) throw InvalidRange(env, "token id " + std::to_string(t) + " is outside the vocabulary");
     p->maxTokens = static_cast<int32_t>(IntOption(o, "maxTokens", 256));
-    if (p->maxTokens < 0) throw Napi::RangeError::New(env, "maxTokens must be >= 0");
+    if (p->maxTokens < 0) throw InvalidRange(env, "maxTokens must be >= 0");
     p->temperature = FloatOption(o, "temperature", 0.8f);
     p->topK = static_cast<int32_t>(IntOption(o, "topK", 40));
     p->topP = FloatOption(o, "topP", 0.95f);
@@ -252,10 +246,10 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     p->seed = static_cast<uint32_t>(IntOption(o, "seed", 0));
     Napi::Value stop = o.Get("stop");
     if (!stop.IsUndefined() && !stop.IsNull()) {
-        if (!stop.IsArray()) throw Napi::TypeError::New(env, "stop must be an array of strings");
+        if (!stop.IsArray()) throw InvalidType(env, "stop must be an array of strings");
         auto arr = stop.As<Napi::Array>();
         for (uint32_t i = 0; i < arr.Length(); i++) {
-            if (!arr.Get(i).IsString()) throw Napi::TypeError::New(env, "stop must be an array of strings");
+            if (!arr.Get(i).IsString()) throw InvalidType(env, "stop must be an array of strings");
             std::string s = arr.Get(i).As<Napi::String>().Utf8Value();
             if (!s.empty()) p->stop.push_back(s);
         }
@@ -273,19 +267,19 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
 // states). The context must have been created with { embeddings: true }.
 Napi::Value Context::Embed(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "embed takes an array of Int32Array token lists");
+    if (info.Length() < 1 || !info[0].IsArray()) throw InvalidType(env, "embed takes an array of Int32Array token lists");
     auto h0 = Handle(env);
-    if (llama_pooling_type(h0->ctx) == LLAMA_POOLING_TYPE_NONE) throw Napi::Error::New(env, "this context was not created for embeddings");
+    if (llama_pooling_type(h0->ctx) == LLAMA_POOLING_TYPE_NONE) throw CodedError(env, codes::kInvalidInput, "this context was not created for embeddings");
     auto arr = info[0].As<Napi::Array>();
     auto texts = std::make_shared<std::vector<std::vector<int32_t>>>();
     const int32_t nVocab = llama_vocab_n_tokens(h0->model->vocab);
     for (uint32_t i = 0; i < arr.Length(); i++) {
         texts->push_back(CopyInt32(arr.Get(i), "texts[i]"));
         const auto & t = texts->back();
-        if (t.empty()) throw Napi::RangeError::New(env, "texts[" + std::to_string(i) + "] is empty");
-        if (t.size() > h0->nBatch) throw Napi::RangeError::New(env, "texts[" + std::to_string(i) + "] is longer than nBatch");
+        if (t.empty()) throw InvalidRange(env, "texts[" + std::to_string(i) + "] is empty", codes::kEmpty);
+        if (t.size() > h0->nBatch) throw InvalidRange(env, "texts[" + std::to_string(i) + "] is longer than nBatch");
         for (int32_t tok : t)
-            if (tok < 0 || tok >= nVocab) throw Napi::RangeError::New(env, "token id outside the vocabulary");
+            if (tok < 0 || tok >= nVocab) throw InvalidRange(env, "token id outside the vocabulary");
     }
     auto h = Claim(env);
     using Result = std::shared_ptr<std::vector<float>>;
@@ -327,7 +321,7 @@ Napi::Value Context::Embed(const Napi::CallbackInfo & info) {
                     used += static_cast<int32_t>(t.size());
                     j++;
                 }
-                if (j == i) throw std::runtime_error("a text does not fit the context");
+                if (j == i) throw CodedFailure(codes::kTooLong, "a text does not fit the context");
                 const int32_t rc = llama_decode(ctx, batch);
                 if (rc != 0) throw Failure("llama_decode failed while embedding (code " + std::to_string(rc) + ")");
                 for (size_t s = i; s < j; s++) {

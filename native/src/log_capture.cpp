@@ -2,6 +2,7 @@
 // error messages) and every line can be forwarded (the addon forwards to a JS function). Quiet by
 // default: nothing reaches stderr.
 #include <atomic>
+#include <new>
 
 #include "ggml.h"
 #include "llama.h"
@@ -53,10 +54,16 @@ std::string CapturedLog() {
     return s;
 }
 
-std::runtime_error Failure(const std::string & what) {
+const char * CodeOf(const std::exception & e) {
+    if (auto * coded = dynamic_cast<const CodedFailure *>(&e)) return coded->code();
+    if (dynamic_cast<const std::bad_alloc *>(&e)) return codes::kBackend;
+    return codes::kInternal;
+}
+
+CodedFailure Failure(const std::string & what, const char * code) {
     std::string log = CapturedLog();
     tl_capturing = false;
-    return std::runtime_error(log.empty() ? what : what + " (llama.cpp: " + log + ")");
+    return CodedFailure(code, log.empty() ? what : what + " (llama.cpp: " + log + ")");
 }
 
 }  // namespace tallrec

@@ -1,6 +1,7 @@
 // Lora: load a GGUF LoRA adapter onto a model; its metadata.
 #include "lora.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -19,26 +20,26 @@ Napi::Function Lora::Define(Napi::Env env) {
 
 Lora::Lora(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Lora>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-        throw Napi::TypeError::New(info.Env(), "use Lora.load(model, path) to load an adapter");
+        throw InvalidType(info.Env(), "use Lora.load(model, path) to load an adapter");
     handle_ = *info[0].As<Napi::External<std::shared_ptr<LoraHandle>>>().Data();
 }
 
 std::shared_ptr<LoraHandle> Lora::Handle(Napi::Env env) const {
-    if (!handle_) throw Napi::Error::New(env, "the LoRA adapter was disposed");
+    if (!handle_) throw CodedError(env, codes::kClosed, "the LoRA adapter was disposed");
     return handle_;
 }
 
 Lora * Lora::FromValue(const Napi::Value & v, const char * name) {
     Napi::Env env = v.Env();
     if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Data(env).loraCtor.Value()))
-        throw Napi::TypeError::New(env, std::string(name) + " must be a Lora");
+        throw InvalidType(env, std::string(name) + " must be a Lora");
     return Napi::ObjectWrap<Lora>::Unwrap(v.As<Napi::Object>());
 }
 
 // Lora.load(model, path) -> Promise<Lora>
 Napi::Value Lora::Load(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1) throw Napi::TypeError::New(env, "model is required");
+    if (info.Length() < 1) throw InvalidType(env, "model is required");
     auto model = Model::FromValue(info[0], "model")->Handle(env);
     std::string path = StringArg(info, 1, "path");
 
@@ -48,14 +49,18 @@ Napi::Value Lora::Load(const Napi::CallbackInfo & info) {
         [=]() -> Result {
             BeginLogCapture();
             FILE * f = std::fopen(path.c_str(), "rb");
-            if (!f) throw std::runtime_error(path + ": cannot open LoRA adapter (" + std::strerror(errno) + ")");
+            if (!f) {
+                const int err = errno;
+                throw CodedFailure(err == ENOENT || err == ENOTDIR ? codes::kNotFound : codes::kInvalidFile,
+                                   path + ": cannot open LoRA adapter (" + std::strerror(err) + ")");
+            }
             char magic[4] = {0, 0, 0, 0};
             const size_t n = std::fread(magic, 1, 4, f);
             std::fclose(f);
             if (n != 4 || std::memcmp(magic, "GGUF", 4) != 0)
-                throw std::runtime_error(path + ": not a GGUF file (bad magic)");
+                throw CodedFailure(codes::kInvalidFile, path + ": not a GGUF file (bad magic)");
             llama_adapter_lora * a = llama_adapter_lora_init(model->model, path.c_str());
-            if (!a) throw Failure(path + ": failed to load LoRA adapter for model " + model->path);
+            if (!a) throw Failure(path + ": failed to load LoRA adapter for model " + model->path, codes::kInvalidFile);
             auto h = std::make_shared<LoraHandle>();
             h->model = model;
             h->adapter = a;

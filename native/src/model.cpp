@@ -1,6 +1,7 @@
 // Model: load a GGUF, tokenize/detokenize, metadata.
 #include "model.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -25,20 +26,20 @@ Napi::Function Model::Define(Napi::Env env) {
 // Constructed only by Model.load, with an External holding the loaded handle.
 Model::Model(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Model>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-        throw Napi::TypeError::New(info.Env(), "use Model.load(path, options) to load a model");
+        throw InvalidType(info.Env(), "use Model.load(path, options) to load a model");
     auto * h = info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data();
     handle_ = *h;
 }
 
 std::shared_ptr<ModelHandle> Model::Handle(Napi::Env env) const {
-    if (!handle_) throw Napi::Error::New(env, "the model was disposed");
+    if (!handle_) throw CodedError(env, codes::kClosed, "the model was disposed");
     return handle_;
 }
 
 Model * Model::FromValue(const Napi::Value & v, const char * name) {
     Napi::Env env = v.Env();
     if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Data(env).modelCtor.Value()))
-        throw Napi::TypeError::New(env, std::string(name) + " must be a Model");
+        throw InvalidType(env, std::string(name) + " must be a Model");
     return Napi::ObjectWrap<Model>::Unwrap(v.As<Napi::Object>());
 }
 
@@ -57,19 +58,23 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
         [=]() -> Result {
             BeginLogCapture();
             FILE * f = std::fopen(path.c_str(), "rb");
-            if (!f) throw std::runtime_error(path + ": cannot open model file (" + std::strerror(errno) + ")");
+            if (!f) {
+                const int err = errno;
+                throw CodedFailure(err == ENOENT || err == ENOTDIR ? codes::kNotFound : codes::kInvalidFile,
+                                   path + ": cannot open model file (" + std::strerror(err) + ")");
+            }
             char magic[4] = {0, 0, 0, 0};
             const size_t n = std::fread(magic, 1, 4, f);
             std::fclose(f);
             if (n != 4 || std::memcmp(magic, "GGUF", 4) != 0)
-                throw std::runtime_error(path + ": not a GGUF file (bad magic)");
+                throw CodedFailure(codes::kInvalidFile, path + ": not a GGUF file (bad magic)");
 
             llama_model_params p = llama_model_default_params();
             p.n_gpu_layers = gpuLayers;
             p.load_mode = useMmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
             p.vocab_only = vocabOnly;
             llama_model * model = llama_model_load_from_file(path.c_str(), p);
-            if (!model) throw Failure(path + ": failed to load model");
+            if (!model) throw Failure(path + ": failed to load model", codes::kInvalidFile);
             auto h = std::make_shared<ModelHandle>();
             h->model = model;
             h->vocab = llama_model_get_vocab(model);
@@ -83,16 +88,16 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
 }
 
 static std::vector<llama_token> TokenizeText(const ModelHandle & h, const std::string & text, bool addSpecial, bool parseSpecial) {
-    if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw std::runtime_error("text is too long to tokenize");
+    if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw CodedFailure(codes::kTooLong, "text is too long to tokenize");
     std::vector<llama_token> out(text.size() + 4);
     int32_t n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
                                static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
     if (n < 0) {
-        if (n == INT32_MIN) throw std::runtime_error("tokenization overflow");
+        if (n == INT32_MIN) throw CodedFailure(codes::kTooLong, "tokenization overflow");
         out.resize(static_cast<size_t>(-n));
         n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
                            static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
-        if (n < 0) throw std::runtime_error("tokenization failed");
+        if (n < 0) throw CodedFailure(codes::kInternal, "tokenization failed");
     }
     out.resize(static_cast<size_t>(n));
     return out;
@@ -114,7 +119,7 @@ Napi::Value Model::Tokenize(const Napi::CallbackInfo & info) {
     try {
         return ToInt32Array(env, TokenizeText(*h, text, addSpecial, parseSpecial));
     } catch (const std::exception & e) {
-        throw Napi::Error::New(env, e.what());
+        throw ErrorFrom(env, e);
     }
 }
 
@@ -123,13 +128,13 @@ Napi::Value Model::Tokenize(const Napi::CallbackInfo & info) {
 Napi::Value Model::TokenizeBatch(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto h = Handle(env);
-    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "texts must be an array of strings");
+    if (info.Length() < 1 || !info[0].IsArray()) throw InvalidType(env, "texts must be an array of strings");
     auto arr = info[0].As<Napi::Array>();
     auto texts = std::make_shared<std::vector<std::string>>();
     texts->reserve(arr.Length());
     for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value v = arr.Get(i);
-        if (!v.IsString()) throw Napi::TypeError::New(env, "texts[" + std::to_string(i) + "] must be a string");
+        if (!v.IsString()) throw InvalidType(env, "texts[" + std::to_string(i) + "] must be a string");
         texts->push_back(v.As<Napi::String>().Utf8Value());
     }
     const bool addSpecial = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
@@ -154,7 +159,7 @@ static void CheckTokens(Napi::Env env, const ModelHandle & h, const int32_t * t,
     const int32_t nVocab = llama_vocab_n_tokens(h.vocab);
     for (size_t i = 0; i < n; i++)
         if (t[i] < 0 || t[i] >= nVocab)
-            throw Napi::RangeError::New(env, "token id " + std::to_string(t[i]) + " at index " + std::to_string(i) +
+            throw InvalidRange(env, "token id " + std::to_string(t[i]) + " at index " + std::to_string(i) +
                                                  " is outside the vocabulary (0.." + std::to_string(nVocab - 1) + ")");
 }
 
@@ -162,7 +167,7 @@ static void CheckTokens(Napi::Env env, const ModelHandle & h, const int32_t * t,
 Napi::Value Model::Detokenize(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto h = Handle(env);
-    if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "tokens must be an Int32Array");
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw InvalidType(env, "tokens must be an Int32Array");
     std::vector<int32_t> tokens = CopyInt32(info[0], "tokens");
     CheckTokens(env, *h, tokens.data(), tokens.size());
     const bool removeSpecial = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
@@ -174,7 +179,7 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo & info) {
         text.resize(static_cast<size_t>(-n));
         n = llama_detokenize(h->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
                              static_cast<int32_t>(text.size()), removeSpecial, unparseSpecial);
-        if (n < 0) throw Napi::Error::New(env, "detokenization failed");
+        if (n < 0) throw CodedError(env, codes::kInternal, "detokenization failed");
     }
     text.resize(static_cast<size_t>(n));
     return Napi::String::New(env, text);
@@ -185,13 +190,13 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo & info) {
 Napi::Value Model::TokenPiece(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto h = Handle(env);
-    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "token must be a number");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw InvalidType(env, "token must be a number");
     int32_t id = info[0].As<Napi::Number>().Int32Value();
     CheckTokens(env, *h, &id, 1);
     const bool special = !(info.Length() > 1 && info[1].IsBoolean()) || info[1].As<Napi::Boolean>().Value();
     char buf[256];
     int32_t n = llama_token_to_piece(h->vocab, id, buf, sizeof(buf), 0, special);
-    if (n < 0) throw Napi::Error::New(env, "token piece too long");
+    if (n < 0) throw CodedError(env, codes::kInternal, "token piece too long");
     return Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(n));
 }
 
@@ -259,14 +264,14 @@ Napi::Value Model::ChatTemplate(const Napi::CallbackInfo & info) {
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto h = Handle(env);
-    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "messages must be an array of { role, content }");
+    if (info.Length() < 1 || !info[0].IsArray()) throw InvalidType(env, "messages must be an array of { role, content }");
     auto arr = info[0].As<Napi::Array>();
     std::vector<std::string> roles, contents;
     for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value m = arr.Get(i);
-        if (!m.IsObject()) throw Napi::TypeError::New(env, "messages[" + std::to_string(i) + "] must be { role, content }");
+        if (!m.IsObject()) throw InvalidType(env, "messages[" + std::to_string(i) + "] must be { role, content }");
         Napi::Value r = m.As<Napi::Object>().Get("role"), c = m.As<Napi::Object>().Get("content");
-        if (!r.IsString() || !c.IsString()) throw Napi::TypeError::New(env, "messages[" + std::to_string(i) + "] needs string role and content");
+        if (!r.IsString() || !c.IsString()) throw InvalidType(env, "messages[" + std::to_string(i) + "] needs string role and content");
         roles.push_back(r.As<Napi::String>().Utf8Value());
         contents.push_back(c.As<Napi::String>().Utf8Value());
     }

@@ -1,4 +1,5 @@
 // quantize(input, output, type, threads): llama.cpp's own quantizer (llama_model_quantize).
+#include <filesystem>
 #include <map>
 
 #include "common.h"
@@ -36,7 +37,7 @@ Napi::Value Quantize(const Napi::CallbackInfo & info) {
     const std::string type = StringArg(info, 2, "type");
     const int32_t threads = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
     auto it = FileTypes().find(type);
-    if (it == FileTypes().end()) throw Napi::RangeError::New(env, "unknown quantization type " + type);
+    if (it == FileTypes().end()) throw InvalidRange(env, "unknown quantization type " + type);
     const llama_ftype ftype = it->second;
     return PromiseWorker<bool>::Start(
         env,
@@ -45,8 +46,11 @@ Napi::Value Quantize(const Napi::CallbackInfo & info) {
             llama_model_quantize_params p = llama_model_quantize_default_params();
             p.nthread = threads;
             p.ftype = ftype;
-            if (llama_model_quantize(input.c_str(), output.c_str(), &p) != 0)
-                throw Failure(input + ": quantization to " + type + " failed");
+            if (llama_model_quantize(input.c_str(), output.c_str(), &p) != 0) {
+                std::error_code ec;
+                throw Failure(input + ": quantization to " + type + " failed",
+                              std::filesystem::exists(input, ec) ? codes::kInvalidFile : codes::kNotFound);
+            }
             return true;
         },
         [](Napi::Env env, bool &) -> Napi::Value { return env.Undefined(); });

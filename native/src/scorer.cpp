@@ -71,7 +71,7 @@ ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atom
     std::vector<int8_t> logits;
     try {
         for (size_t s = 0; s < plan.steps.size(); s += 3) {
-            if (abort && abort->load()) throw std::runtime_error("aborted");
+            if (abort && abort->load()) throw CodedFailure(codes::kAborted, "aborted");
             const int32_t kind = plan.steps[s], a = plan.steps[s + 1], b = plan.steps[s + 2];
             if (kind == kClear) {
                 llama_memory_clear(mem, false);
@@ -100,7 +100,7 @@ ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atom
             batch.seq_id = seqPtrs.data();
             batch.logits = logits.data();
             const int32_t rc = llama_decode(ctx, batch);
-            if (rc != 0) throw Failure(DecodeError(rc));
+            if (rc != 0) throw Failure(DecodeError(rc), rc == 2 ? codes::kAborted : codes::kBackend);
             res.decodeCalls++;
             res.tokensDecoded += len;
             for (int32_t i = 0; i < len; i++) {

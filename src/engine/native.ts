@@ -1,11 +1,51 @@
 /**
  * Loading the native addon: which of the built variants (build/variants.json, written by
  * native/build.mjs) to use, CUDA or CPU, and the typed surface of the addon.
+ *
+ * Errors: everything the addon throws, and every promise of it that rejects, is a
+ * {@link NativeError}: an Error (a TypeError or RangeError for a bad argument) whose `code` is one
+ * of {@link NATIVE_ERROR_CODES}, so `codeOf(err)` (src/errors.ts) reads it directly.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { TallrecError, type ErrorCode } from "../errors.js";
+
+/**
+ * The codes the addon sets on its errors (native/src/log.h, namespace codes):
+ * - invalid_input: an argument of the wrong type or out of range (TypeError / RangeError), an
+ *   adapter of another model, embed() on a context not created for embeddings
+ * - empty: an empty prompt (generate) or text (embed), a RangeError
+ * - too_long: a prompt or text longer than the context
+ * - not_found: a model, adapter or quantizer input file that does not exist
+ * - invalid_file: a file llama.cpp cannot load (not GGUF, truncated, an adapter that does not fit)
+ * - backend: llama.cpp failed (a failed llama_decode, out of memory, context creation)
+ * - busy: a call on a context while another one runs on it
+ * - aborted: the call was stopped by the context's abort()
+ * - closed: an object used after dispose()
+ * - internal: anything else
+ */
+export const NATIVE_ERROR_CODES = [
+  "invalid_input",
+  "empty",
+  "too_long",
+  "not_found",
+  "invalid_file",
+  "backend",
+  "busy",
+  "aborted",
+  "closed",
+  "internal",
+] as const satisfies readonly ErrorCode[];
+
+export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
+
+/** What the addon throws and rejects with (see {@link NATIVE_ERROR_CODES}). */
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
 
 export type GpuMode = "auto" | "cuda" | "cpu";
 export type Backend = "cuda" | "cpu";
@@ -121,6 +161,7 @@ export interface NativeDevice {
   memoryTotal: number;
 }
 
+/** The addon. Every method throws, or rejects, with a {@link NativeError} (an Error with `code`). */
 export interface NativeBinding {
   Model: { load(path: string, options?: { gpuLayers?: number; useMmap?: boolean; vocabOnly?: boolean }): Promise<NativeModel> };
   Lora: { load(model: NativeModel, path: string): Promise<NativeLora> };
@@ -165,12 +206,12 @@ function readVariants(): VariantRecord[] {
   const chosen = process.env.TALLREC_VARIANT;
   if (chosen) {
     const rec = join(packageRoot, "build", chosen, "variant.json");
-    if (!existsSync(rec)) throw new Error(`TALLREC_VARIANT=${chosen}: no such built variant (${rec} is missing)`);
+    if (!existsSync(rec)) throw new TallrecError("invalid_input", `TALLREC_VARIANT=${chosen}: no such built variant (${rec} is missing)`);
     return [JSON.parse(readFileSync(rec, "utf8")) as VariantRecord];
   }
   const file = join(packageRoot, "build", "variants.json");
   if (!existsSync(file)) {
-    throw new Error(`the native addon is not built (${file} is missing): run "npm install" (or "npm run build:native") in ${packageRoot}`);
+    throw new TallrecError("unavailable", `the native addon is not built (${file} is missing): run "npm install" (or "npm run build:native") in ${packageRoot}`);
   }
   return (JSON.parse(readFileSync(file, "utf8")) as { variants: VariantRecord[] }).variants;
 }
@@ -194,7 +235,9 @@ function nvidiaDriverPresent(): boolean {
  * Loads the addon variant for `gpu`: "auto" tries the CUDA variants first and falls back to the CPU
  * one with `fallbackReason` set (never throwing for a missing GPU); "cuda" means CUDA or nothing: it
  * throws, saying why, when no CUDA variant is usable (as node-llama-cpp and PyTorch do when a GPU
- * that was asked for is missing); "cpu" loads the CPU one.
+ * that was asked for is missing); "cpu" loads the CPU one. Its own errors are TallrecErrors: "backend"
+ * (CUDA asked for but not usable), "unavailable" (the addon is not built), "invalid_input" (a
+ * TALLREC_VARIANT that was not built).
  */
 export function loadBinding(gpu: GpuMode = "auto"): LoadedBinding {
   const variants = readVariants();
@@ -217,10 +260,10 @@ export function loadBinding(gpu: GpuMode = "auto"): LoadedBinding {
     }
   }
   if (gpu === "cuda") {
-    throw new Error(`gpu "cuda" was asked for, but CUDA is not usable here: ${reasons.join("; ")} (gpu "auto" falls back to the CPU instead)`);
+    throw new TallrecError("backend", `gpu "cuda" was asked for, but CUDA is not usable here: ${reasons.join("; ")} (gpu "auto" falls back to the CPU instead)`);
   }
   const cpu = variants.find((v) => v.backend === "cpu");
-  if (!cpu) throw new Error("no CPU variant of the native addon was built: run npm install");
+  if (!cpu) throw new TallrecError("unavailable", "no CPU variant of the native addon was built: run npm install");
   const binding = requireVariant(cpu);
   return {
     binding,
