@@ -64,6 +64,15 @@ function isMovieLensFile(path: string, name: string): boolean {
   return b === name || b.endsWith(`.${name.split(".")[1]}`);
 }
 
+/** `read()`, with a failure to read `what` (a bad row, a missing file) as a ChatRecError naming it. */
+async function reading<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    wrap(err, what);
+  }
+}
+
 function wrap(err: unknown, what: string): never {
   // a recommender error keeps its code where it has one of the vocabulary (e.g. invalid_data)
   if (err instanceof RecsysError) {
@@ -84,31 +93,22 @@ export async function loadData(source: DataSource): Promise<LoadedData> {
     const dir = source.ml100k;
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ChatRecError("invalid_input", `--data ${dir}: not a folder (expected MovieLens-100K's ml-100k folder with u.data, u.item, u.genre)`);
     for (const f of ["u.data", "u.item", "u.genre"]) if (!existsSync(join(dir, f))) throw new ChatRecError("invalid_input", `--data ${dir}: ${f} is missing (expected MovieLens-100K's ml-100k folder)`);
-    try {
+    return reading(dir, async () => {
       const ds = await loadMovieLens100k(dir);
       const users = join(dir, "u.user");
       const profiles = existsSync(users) ? parseMovieLensUsers(await readFile(users, "latin1")) : undefined;
       return { interactions: ds.interactions, catalog: ds.items, description: `MovieLens-100K at ${dir}`, titlesMissing: false, ...(profiles ? { profiles } : {}) };
-    } catch (err) {
-      wrap(err, dir);
-    }
+    });
   }
   if (!source.ratings) throw new ChatRecError("invalid_input", "no data: pass --data DIR (MovieLens-100K) or --ratings FILE [--items FILE]");
-  let interactions: Interactions;
-  try {
-    interactions = isMovieLensFile(source.ratings, "u.data") ? await loadMovieLensRatings(source.ratings) : await loadInteractionsCsv(source.ratings);
-  } catch (err) {
-    wrap(err, source.ratings);
-  }
+  const ratings = source.ratings;
+  const interactions = await reading(ratings, () => (isMovieLensFile(ratings, "u.data") ? loadMovieLensRatings(ratings) : loadInteractionsCsv(ratings)));
   if (interactions.length === 0) throw new ChatRecError("invalid_input", `${source.ratings}: no interactions`);
   let catalog: ItemCatalog;
   let titlesMissing = false;
-  if (source.items) {
-    try {
-      catalog = isMovieLensFile(source.items, "u.item") ? await loadMovieLensItems(source.items) : await loadItemsCsv(source.items);
-    } catch (err) {
-      wrap(err, source.items);
-    }
+  const items = source.items;
+  if (items) {
+    catalog = await reading(items, () => (isMovieLensFile(items, "u.item") ? loadMovieLensItems(items) : loadItemsCsv(items)));
   } else {
     catalog = new ItemCatalog(interactions.items.ids().map((id) => ({ id, title: id, genres: [] })));
     titlesMissing = true;
@@ -155,9 +155,5 @@ export function fitRecommender(kind: RecommenderKind, train: Interactions, optio
  * @throws ChatRecError (invalid_input) for a missing or unreadable file.
  */
 export async function loadRecommenderFile(path: string): Promise<Recommender> {
-  try {
-    return await loadRecommender(path);
-  } catch (err) {
-    wrap(err, path);
-  }
+  return reading(path, () => loadRecommender(path));
 }

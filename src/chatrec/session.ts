@@ -117,12 +117,6 @@ export class SessionStore {
 
   /** Starts a session for `user` (evicting the least recently used one when full). */
   create(user: string): Session {
-    this.sweep();
-    while (this.sessions.size >= this.maxSessions) {
-      const oldest = this.sessions.keys().next().value as string;
-      this.sessions.delete(oldest);
-      this.dropped.evicted++;
-    }
     const t = this.now();
     const s: Session = {
       id: randomUUID(),
@@ -138,7 +132,7 @@ export class SessionStore {
       turnCount: 0,
       queue: Promise.resolve(),
     };
-    this.sessions.set(s.id, s);
+    this.put(s);
     return s;
   }
 

@@ -143,6 +143,17 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply | never {
   return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? "Error", code: err.code, message: err.message });
 }
 
+/** A route handler whose ChatRecErrors {@link sendError} answers (the rest go on to the server's error handler). */
+function answering(handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    try {
+      return await handler(request, reply);
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  };
+}
+
 /** Aborted when the client goes away before the answer is complete. */
 function clientGone(request: FastifyRequest, reply: FastifyReply): AbortController {
   const ac = new AbortController();
@@ -172,34 +183,24 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         response: { 200: CHAT_RESPONSE_SCHEMA, ...ERROR_RESPONSES },
       },
     },
-    async (request, reply) => {
+    answering(async (request, reply) => {
       const body = request.body as ChatBody;
       // before any await: once the body is read the request stream may count as destroyed
       const ac = clientGone(request, reply);
       let sessionId: string;
       let user: string;
-      try {
-        if (body.sessionId !== undefined) {
-          await service.load?.(body.sessionId);
-          const s = service.session(body.sessionId);
-          if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("invalid_input", `session ${body.sessionId} belongs to another user`);
-          ({ sessionId, user } = s);
-        } else {
-          if (body.user === undefined) throw new ChatRecError("invalid_input", "body/user is required to start a conversation (or send body/sessionId to continue one)");
-          ({ sessionId, user } = service.startSession(body.user));
-          await service.sync?.(sessionId);
-        }
-      } catch (err) {
-        return sendError(reply, err);
+      if (body.sessionId !== undefined) {
+        await service.load?.(body.sessionId);
+        const s = service.session(body.sessionId);
+        if (body.user !== undefined && String(body.user) !== s.user) throw new ChatRecError("invalid_input", `session ${body.sessionId} belongs to another user`);
+        ({ sessionId, user } = s);
+      } else {
+        if (body.user === undefined) throw new ChatRecError("invalid_input", "body/user is required to start a conversation (or send body/sessionId to continue one)");
+        ({ sessionId, user } = service.startSession(body.user));
+        await service.sync?.(sessionId);
       }
       const options: TurnOptions = { signal: ac.signal, ...(body.count !== undefined ? { count: body.count } : {}), ...(body.explain !== undefined ? { explain: body.explain } : {}) };
-      if (!body.stream) {
-        try {
-          return await service.turn(sessionId, body.message, options);
-        } catch (err) {
-          return sendError(reply, err);
-        }
-      }
+      if (!body.stream) return await service.turn(sessionId, body.message, options);
       const out = new PassThrough();
       const event = (e: Record<string, unknown>) => out.write(`${JSON.stringify(e)}\n`);
       event({ type: "start", sessionId, user });
@@ -217,7 +218,7 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         },
       );
       return reply.type("application/x-ndjson; charset=utf-8").send(out);
-    },
+    }),
   );
 
   fastify.post(
@@ -235,44 +236,29 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         response: { 201: SESSION_SCHEMA, ...ERROR_RESPONSES },
       },
     },
-    async (request, reply) => {
-      try {
-        const s = await service.startSession((request.body as { user: string | number }).user);
-        return reply.code(201).send(s);
-      } catch (err) {
-        return sendError(reply, err);
-      }
-    },
+    answering(async (request, reply) => reply.code(201).send(service.startSession((request.body as { user: string | number }).user))),
   );
 
   fastify.get(
     "/v1/chat/:sessionId",
     { schema: { summary: "A Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 200: SESSION_SCHEMA, ...ERROR_RESPONSES } } },
-    async (request, reply) => {
-      try {
-        const id = (request.params as { sessionId: string }).sessionId;
-        await service.load?.(id);
-        return service.session(id);
-      } catch (err) {
-        return sendError(reply, err);
-      }
-    },
+    answering(async (request) => {
+      const id = (request.params as { sessionId: string }).sessionId;
+      await service.load?.(id);
+      return service.session(id);
+    }),
   );
 
   fastify.delete(
     "/v1/chat/:sessionId",
     { schema: { summary: "End a Chat-REC session", tags: ["chat"], params: PARAMS_SCHEMA, response: { 204: { type: "null" }, ...ERROR_RESPONSES } } },
-    async (request, reply) => {
+    answering(async (request, reply) => {
       const id = (request.params as { sessionId: string }).sessionId;
-      try {
-        await service.load?.(id);
-        const ended = service.endSession(id);
-        await service.sync?.(id);
-        if (!ended) return sendError(reply, new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired`));
-      } catch (err) {
-        return sendError(reply, err);
-      }
+      await service.load?.(id);
+      const ended = service.endSession(id);
+      await service.sync?.(id);
+      if (!ended) throw new ChatRecError("unknown_session", `unknown session ${JSON.stringify(id)}: it never existed or expired`);
       return reply.code(204).send();
-    },
+    }),
   );
 };
