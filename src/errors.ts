@@ -9,7 +9,11 @@
  * CLI) can use it without an import cycle.
  */
 
-/** Exit statuses of the CLI. */
+/**
+ * Exit statuses of the CLI: 0 ok; 1 an error (its code says which, on stderr's one line); 2 the
+ * command line itself is wrong (unknown option, missing argument: found before any work starts);
+ * 3 the command finished but some items failed (batch, score); 130 interrupted or aborted.
+ */
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, PARTIAL: 3, INTERRUPTED: 130 } as const;
 
 interface CodeSpec {
@@ -24,20 +28,20 @@ interface CodeSpec {
 /** Every code, with its HTTP status, CLI exit status and meaning. */
 export const ERROR_CODES = {
   // input of a call
-  invalid_input: { http: 400, exit: EXIT.USAGE, meaning: "a prompt, option, request field or argument is malformed (the message names it)" },
-  empty: { http: 400, exit: EXIT.USAGE, meaning: "a prompt, list or file that must hold something is empty" },
+  invalid_input: { http: 400, exit: EXIT.FAILURE, meaning: "a prompt, option, request field or argument is malformed (the message names it)" },
+  empty: { http: 400, exit: EXIT.FAILURE, meaning: "a prompt, list or file that must hold something is empty" },
   too_long: { http: 413, exit: EXIT.FAILURE, meaning: "a prompt has more tokens than the context holds (raise the context size)" },
-  too_many_items: { http: 413, exit: EXIT.USAGE, meaning: "a request holds more items than the server's limit or queue" },
-  too_large: { http: 413, exit: EXIT.USAGE, meaning: "a request body is larger than the server's limit" },
-  unknown_adapter: { http: 404, exit: EXIT.USAGE, meaning: "no LoRA adapter of that name is loaded" },
-  adapter_required: { http: 400, exit: EXIT.USAGE, meaning: "several adapters are loaded and none is the default: the call must choose one" },
-  adapter_exists: { http: 409, exit: EXIT.USAGE, meaning: "an adapter of that name is already loaded" },
-  unknown_user: { http: 404, exit: EXIT.USAGE, meaning: "a user id the data or model has never seen" },
-  unknown_item: { http: 404, exit: EXIT.USAGE, meaning: "an item id the data or model has never seen" },
-  unknown_session: { http: 404, exit: EXIT.USAGE, meaning: "no chat session of that id (it expired or never existed)" },
+  too_many_items: { http: 413, exit: EXIT.FAILURE, meaning: "a request holds more items than the server's limit or queue" },
+  too_large: { http: 413, exit: EXIT.FAILURE, meaning: "a request body is larger than the server's limit" },
+  unknown_adapter: { http: 404, exit: EXIT.FAILURE, meaning: "no LoRA adapter of that name is loaded" },
+  adapter_required: { http: 400, exit: EXIT.FAILURE, meaning: "several adapters are loaded and none is the default: the call must choose one" },
+  adapter_exists: { http: 409, exit: EXIT.FAILURE, meaning: "an adapter of that name is already loaded" },
+  unknown_user: { http: 404, exit: EXIT.FAILURE, meaning: "a user id the data or model has never seen" },
+  unknown_item: { http: 404, exit: EXIT.FAILURE, meaning: "an item id the data or model has never seen" },
+  unknown_session: { http: 404, exit: EXIT.FAILURE, meaning: "no chat session of that id (it expired or never existed)" },
   not_found: { http: 404, exit: EXIT.FAILURE, meaning: "a file, route or resource does not exist" },
-  forbidden: { http: 403, exit: EXIT.USAGE, meaning: "the request is not allowed here (e.g. a path outside the models folder, runtime loading disabled)" },
-  unauthorized: { http: 401, exit: EXIT.USAGE, meaning: "a missing or wrong API key" },
+  forbidden: { http: 403, exit: EXIT.FAILURE, meaning: "the request is not allowed here (e.g. a path outside the models folder, runtime loading disabled)" },
+  unauthorized: { http: 401, exit: EXIT.FAILURE, meaning: "a missing or wrong API key" },
   // files and data
   invalid_file: { http: 422, exit: EXIT.FAILURE, meaning: "a model, adapter or checkpoint file is malformed, truncated or does not fit the model" },
   invalid_data: { http: 400, exit: EXIT.FAILURE, meaning: "a row of a data file is malformed (the message names file, line and field)" },
