@@ -252,8 +252,8 @@ describe("POST /v1/rank", () => {
     const body = res.json() as { ranking: Array<{ index: number }>; errors: Array<{ index: number; id: string | number; error: string }> };
     expect(body.ranking).toHaveLength(2);
     expect(body.errors).toEqual([
-      { index: 5, id: 5, error: "body/candidates/5/target must be a string or { title, author }" },
-      { index: 6, id: "x", error: "body/candidates/6/target is required" },
+      { index: 5, id: 5, error: "body/candidates/5/target must be a string or { title, author }", code: "invalid_input" },
+      { index: 6, id: "x", error: "body/candidates/6/target is required", code: "invalid_input" },
     ]);
   });
 

@@ -3,26 +3,14 @@
  * them on contexts of their own (created on first use), so they never disturb the scoring
  * context's resident prefix.
  */
-import type { NativeModel } from "./native.js";
+import type { NativeModel, SamplingOptions } from "./native.js";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
   content: string;
 }
 
-export interface GenerateOptions {
-  /** Most tokens to generate (default 256). */
-  maxTokens?: number;
-  /** 0 = greedy (default 0.7). */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repeatPenalty?: number;
-  /** Sampling seed (default 0: reproducible). */
-  seed?: number;
-  /** Generation stops before any of these strings (default: the fallback template's markers). */
-  stop?: string[];
+export interface GenerateOptions extends SamplingOptions {
   /** Receives the text as it is generated (whole characters; never part of a stop string). */
   onText?: (piece: string) => void;
   signal?: AbortSignal;

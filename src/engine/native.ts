@@ -101,16 +101,21 @@ export interface NativeContextOptions {
   poll?: number;
 }
 
-export interface NativeRunPlan {
-  adapters: NativeLora[];
-  scales: Float32Array;
+/** The token layout of a scoring call, as plan.ts makes it and native/src/scorer.cpp runs it. */
+export interface PlannedTokens {
   tokens: Int32Array;
   pos: Int32Array;
+  /** Output slot of each token (-1: no logits). */
   out: Int32Array;
   seqOffsets: Int32Array;
   seqIds: Int32Array;
   steps: Int32Array;
   nOutputs: number;
+}
+
+export interface NativeRunPlan extends PlannedTokens {
+  adapters: NativeLora[];
+  scales: Float32Array;
   targets: Int32Array;
   lse: boolean;
 }
@@ -122,17 +127,25 @@ export interface NativeRunResult {
   tokensDecoded: number;
 }
 
-export interface NativeGenerateOptions {
-  tokens: Int32Array;
+/** How generation samples and stops (the engine's GenerateOptions document the defaults). */
+export interface SamplingOptions {
+  /** Most tokens to generate (default 256). */
   maxTokens?: number;
+  /** 0 = greedy (default 0.7). */
   temperature?: number;
   topK?: number;
   topP?: number;
   minP?: number;
   repeatPenalty?: number;
-  repeatLastN?: number;
+  /** Sampling seed (default 0: reproducible). */
   seed?: number;
+  /** Generation stops before any of these strings (default: the fallback template's markers). */
   stop?: string[];
+}
+
+export interface NativeGenerateOptions extends SamplingOptions {
+  tokens: Int32Array;
+  repeatLastN?: number;
   adapters?: NativeLora[];
   scales?: Float32Array;
 }

@@ -14,6 +14,7 @@
  *
  * With sharing off, prompts are packed into rounds as independent sequences (plain batching).
  */
+import type { PlannedTokens } from "./native.js";
 
 /** Step kinds, as native/src/context.cpp reads them (triples: kind, a, b). */
 export const STEP_DECODE = 0;
@@ -42,15 +43,7 @@ export interface PlanOptions {
   resident?: ArrayLike<number>;
 }
 
-export interface Plan {
-  tokens: Int32Array;
-  pos: Int32Array;
-  /** Output slot of each token (-1: no logits). */
-  out: Int32Array;
-  seqOffsets: Int32Array;
-  seqIds: Int32Array;
-  steps: Int32Array;
-  nOutputs: number;
+export interface Plan extends PlannedTokens {
   /** Output slot of each prompt (identical prompts share one). */
   outputOf: Int32Array;
   /** What stays resident after the plan ran (to pass as `resident` next time). */

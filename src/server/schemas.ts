@@ -171,10 +171,13 @@ const SCORE_FIELDS = {
   logSumExp: { type: "number", description: "log-sum-exp of the logit row (tallrec-compat scoring)" },
 } as const;
 
+/** Why an item could not be scored, a code of docs/errors.md (invalid_input, too_long, empty, non_finite...). */
+const ITEM_ERROR_CODE = { type: "string", description: "the error's code (docs/errors.md)" } as const;
+
 export const RESULT_SCHEMA = {
   type: "object",
   description: "a score, or { id, error } for an item that could not be scored",
-  properties: { id: ID_SCHEMA, ...SCORE_FIELDS, error: { type: "string" } },
+  properties: { id: ID_SCHEMA, ...SCORE_FIELDS, error: { type: "string" }, code: ITEM_ERROR_CODE },
 } as const;
 
 export const ERROR_SCHEMA = {
@@ -227,7 +230,7 @@ export const RANK_RESPONSE_SCHEMA = {
       errors: {
         type: "array",
         description: "candidates that could not be scored",
-        items: { type: "object", properties: { index: { type: "integer" }, id: ID_SCHEMA, error: { type: "string" } } },
+        items: { type: "object", properties: { index: { type: "integer" }, id: ID_SCHEMA, error: { type: "string" }, code: ITEM_ERROR_CODE } },
       },
       model: { type: "string" },
       adapter: { type: ["string", "null"] },

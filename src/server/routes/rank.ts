@@ -5,8 +5,8 @@ import type { Book, Domain, StructuredPrompt } from "../../engine/prompt.js";
 import type { ScoringRule } from "../../engine/scoring.js";
 import { candidateSchemaFor, envelopeOf, RANK_RESPONSE_SCHEMA, rankBodySchema } from "../schemas.js";
 import type { ServerState } from "../state.js";
-import { clientGoneSignal, engineItemError, itemErrors, itemId } from "../validation.js";
-import { failIfNoneScored, type ResultEntry } from "./score.js";
+import { itemErrors, itemId } from "../validation.js";
+import { scoreItems, type ResultEntry } from "./score.js";
 
 interface RankBody {
   adapter?: string | null;
@@ -48,43 +48,27 @@ export const rankRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app
 
       const user = { domain: body.domain, liked: body.liked, disliked: body.disliked };
       const results: ResultEntry[] = new Array(body.candidates.length);
-      const tooLong: boolean[] = new Array(body.candidates.length).fill(false);
       const prompts: StructuredPrompt[] = [];
       const where: number[] = [];
       body.candidates.forEach((c, i) => {
         const id = itemId(c, i);
         const err = errors[i];
-        if (err !== undefined) results[i] = { id, error: err };
+        if (err !== undefined) results[i] = { id, error: err, code: "invalid_input" };
         else {
           const target = typeof c === "string" ? c : (c as Exclude<Candidate, string>).target;
           prompts.push(body.instruction === undefined ? { ...user, target } : { ...user, target, instruction: body.instruction });
           where.push(i);
         }
       });
-      let usage = { prompts: 0, tokens: 0, tokensEvaluated: 0, tokensSaved: 0 };
-      if (prompts.length > 0) {
-        // atomic: all candidates in one engine call, so the shared prefix is decoded once
-        const scored = await state.score(prompts, { adapter, scoring }, { signal: clientGoneSignal(request, reply), atomic: true });
-        usage = scored.usage;
-        scored.outcomes.forEach(({ result: r }, k) => {
-          const i = where[k];
-          const id = itemId(body.candidates[i], i);
-          if (r.error !== undefined) {
-            results[i] = { id, error: `body/candidates/${i}: ${engineItemError(r.error)}` };
-            tooLong[i] = r.code === "too_long";
-          } else {
-            results[i] = { id, pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, ...(r.logSumExp !== undefined ? { logSumExp: r.logSumExp } : {}) };
-          }
-        });
-      }
-      failIfNoneScored(results, tooLong);
+      // atomic: all candidates in one batch, so the shared prefix is decoded once
+      const usage = await scoreItems(state, request, reply, { list: body.candidates, field: "candidates", results, prompts, where, group: { adapter, scoring }, atomic: true });
       const ranked = results
         .map((r, index) => ({ r, index }))
         .filter((x) => !("error" in x.r))
         .sort((a, b) => (b.r as { pYes: number }).pYes - (a.r as { pYes: number }).pYes || a.index - b.index);
       const top = body.top ?? ranked.length;
       const ranking = ranked.slice(0, top).map((x, k) => ({ rank: k + 1, index: x.index, ...x.r }));
-      const failed = results.flatMap((r, index) => ("error" in r ? [{ index, id: r.id, error: r.error }] : []));
+      const failed = results.flatMap((r, index) => ("error" in r ? [{ index, id: r.id, error: r.error, code: r.code }] : []));
       return { ranking, errors: failed, model: state.modelName, adapter, scoring, usage };
     },
   );
