@@ -83,26 +83,45 @@ function factorSimilar(
   return Array.from(best, (j) => ({ item: index.id(j), score: sims[j] }));
 }
 
-/** Options of {@link BprRecommender}. */
-export interface BprOptions {
-  /** Latent dimensions. Default 32. */
-  factors?: number;
-  /** Passes; each draws as many (user, positive, negative) triples as there are training interactions. Default 30. */
-  epochs?: number;
-  /** SGD step size. Default 0.05. */
-  learningRate?: number;
-  /** L2 regularisation of the factors. Default 0.01. */
-  regularization?: number;
-  /** L2 regularisation of the item biases. Default 0.005. */
-  biasRegularization?: number;
-  /** Standard deviation of the normal initialisation. Default 0.1. */
-  initStd?: number;
+/**
+ * The SGD hyperparameters BPR and biased MF share; each model's defaults are
+ * listed on its options ({@link BprOptions}, {@link BiasedMfOptions}).
+ */
+export interface SgdOptions {
+  /** Latent dimensions. */
+  factors: number;
+  /** Passes over the training interactions. */
+  epochs: number;
+  /** SGD step size. */
+  learningRate: number;
+  /** L2 regularisation of the factors. */
+  regularization: number;
+  /** L2 regularisation of the biases. */
+  biasRegularization: number;
+  /** Standard deviation of the normal initialisation. */
+  initStd: number;
   /** PRNG seed. Default {@link DEFAULT_SEED}. */
-  seed?: number;
+  seed: number;
 }
 
-/** The SGD hyperparameters BPR and biased MF share, checked. */
-function checkSgdOptions(o: { factors: number; epochs: number; learningRate: number; regularization: number; biasRegularization: number; initStd: number; seed: number }): void {
+/**
+ * Options of {@link BprRecommender}. Defaults: 32 factors; 30 epochs, each
+ * drawing as many (user, positive, negative) triples as there are training
+ * interactions; learningRate 0.05; regularization 0.01; biasRegularization
+ * (of the item biases) 0.005; initStd 0.1.
+ */
+export type BprOptions = Partial<SgdOptions>;
+
+/** Each model's default options (chosen on validation splits, see above), in the order they are stored. */
+const BPR_DEFAULTS: Required<BprOptions> = { factors: 32, epochs: 30, learningRate: 0.05, regularization: 0.01, biasRegularization: 0.005, initStd: 0.1, seed: DEFAULT_SEED };
+const BIASED_MF_DEFAULTS: Required<BiasedMfOptions> = { factors: 50, epochs: 30, learningRate: 0.01, regularization: 0.1, biasRegularization: 0.02, initStd: 0.1, clip: true, seed: DEFAULT_SEED };
+
+const SGD_KEYS = ["factors", "epochs", "learningRate", "regularization", "biasRegularization", "initStd", "seed"] as const;
+
+/** `options` with each unset option taken from `defaults` (in their order), the SGD hyperparameters checked. */
+function resolveSgdOptions<O extends SgdOptions>(options: Partial<O>, defaults: O): O {
+  const o = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof O)[]) o[key] = options[key] ?? defaults[key];
   checkPositiveInt("factors", o.factors);
   checkPositiveInt("epochs", o.epochs);
   checkNonNegative("learningRate", o.learningRate);
@@ -110,6 +129,73 @@ function checkSgdOptions(o: { factors: number; epochs: number; learningRate: num
   checkNonNegative("biasRegularization", o.biasRegularization);
   checkNonNegative("initStd", o.initStd);
   checkNonNegative("seed", o.seed);
+  return o;
+}
+
+/** The SGD hyperparameters stored in a model file's header. @throws ModelFileError */
+function storedSgdOptions(c: ModelFileContents, label: string): SgdOptions {
+  const o = {} as SgdOptions;
+  for (const key of SGD_KEYS) o[key] = paramNumber(c.params, key, label);
+  return o;
+}
+
+/**
+ * What BPR and biased MF share: item factors and biases, user factors, the
+ * items' training counts, their initialisation and persistence, and
+ * item-to-item similarity by the cosine of the item factors.
+ */
+abstract class FactorRecommender<O extends SgdOptions> extends BaseRecommender implements ItemSimilarity {
+  protected readonly requiresHistory = true;
+  /** Effective options. */
+  readonly options: Readonly<O>;
+  protected userFactors: Float32Array = new Float32Array(0);
+  protected itemFactors: Float32Array = new Float32Array(0);
+  protected itemBias: Float32Array = new Float32Array(0);
+  protected counts: Int32Array = new Int32Array(0);
+
+  protected constructor(options: O) {
+    super();
+    this.options = Object.freeze(options);
+  }
+
+  /**
+   * The seeded start of training: normal user and item factors (users
+   * first), and the user of each training entry.
+   */
+  protected initFactors(rng: Rng): { P: Float32Array; Q: Float32Array; rowOf: Int32Array } {
+    const seen = this.seen;
+    const { factors: F, initStd } = this.options;
+    const P = new Float32Array(seen.rows * F);
+    const Q = new Float32Array(seen.cols * F);
+    for (let k = 0; k < P.length; k++) P[k] = rng.normal() * initStd;
+    for (let k = 0; k < Q.length; k++) Q[k] = rng.normal() * initStd;
+    const rowOf = new Int32Array(seen.indices.length);
+    for (let u = 0; u < seen.rows; u++) rowOf.fill(u, seen.indptr[u], seen.indptr[u + 1]);
+    return { P, Q, rowOf };
+  }
+
+  /** Items most similar to `item` by cosine of their latent factors; `score` is the cosine. */
+  similar(item: Id, k: number, options: SimilarOptions = {}): Recommendation[] {
+    this.state();
+    return factorSimilar(this, this.itemFactors, this.options.factors, this.counts, item, k, options);
+  }
+
+  protected stateForSave(): { params: Record<string, unknown>; arrays: Record<string, StoredArray> } {
+    return {
+      params: { ...this.options },
+      arrays: { userFactors: this.userFactors, itemFactors: this.itemFactors, itemBias: this.itemBias },
+    };
+  }
+
+  /** Restores the id maps, history, factors and item biases from a decoded file. @throws ModelFileError */
+  protected restoreFactors(c: ModelFileContents, label: string): void {
+    this.restoreState(c, label);
+    const F = this.options.factors;
+    this.userFactors = requireArray(c, label, "userFactors", "f32", this.users.size * F);
+    this.itemFactors = requireArray(c, label, "itemFactors", "f32", this.items.size * F);
+    this.itemBias = requireArray(c, label, "itemBias", "f32", this.items.size);
+    this.counts = itemCounts(this.seen);
+  }
 }
 
 /**
@@ -118,47 +204,23 @@ function checkSgdOptions(o: { factors: number; epochs: number; learningRate: num
  * interaction (u, i), drawn uniformly, and an item j that u has not
  * interacted with, drawn uniformly (rejection sampling).
  */
-export class BprRecommender extends BaseRecommender implements ItemSimilarity {
+export class BprRecommender extends FactorRecommender<Required<BprOptions>> {
   /** Model kind stored in files. */
   static readonly KIND = "bpr";
   readonly kind = BprRecommender.KIND;
-  protected readonly requiresHistory = true;
-  /** Effective options. */
-  readonly options: Readonly<Required<BprOptions>>;
-  private userFactors: Float32Array = new Float32Array(0);
-  private itemFactors: Float32Array = new Float32Array(0);
-  private itemBias: Float32Array = new Float32Array(0);
-  private counts: Int32Array = new Int32Array(0);
 
   constructor(options: BprOptions = {}) {
-    super();
-    const o: Required<BprOptions> = {
-      factors: options.factors ?? 32,
-      epochs: options.epochs ?? 30,
-      learningRate: options.learningRate ?? 0.05,
-      regularization: options.regularization ?? 0.01,
-      biasRegularization: options.biasRegularization ?? 0.005,
-      initStd: options.initStd ?? 0.1,
-      seed: options.seed ?? DEFAULT_SEED,
-    };
-    checkSgdOptions(o);
-    this.options = Object.freeze(o);
+    super(resolveSgdOptions(options, BPR_DEFAULTS));
   }
 
   protected train(_train: Interactions): void {
     const seen = this.seen;
-    const { factors: F, epochs, learningRate: lr, regularization: reg, biasRegularization: regB, initStd, seed } = this.options;
-    const nUsers = seen.rows;
+    const { factors: F, epochs, learningRate: lr, regularization: reg, biasRegularization: regB, seed } = this.options;
     const nItems = seen.cols;
     const rng = new Rng(seed);
-    const P = new Float32Array(nUsers * F);
-    const Q = new Float32Array(nItems * F);
+    const { P, Q, rowOf } = this.initFactors(rng);
     const B = new Float32Array(nItems);
-    for (let k = 0; k < P.length; k++) P[k] = rng.normal() * initStd;
-    for (let k = 0; k < Q.length; k++) Q[k] = rng.normal() * initStd;
     const nnz = seen.indices.length;
-    const rowOf = new Int32Array(nnz);
-    for (let u = 0; u < nUsers; u++) rowOf.fill(u, seen.indptr[u], seen.indptr[u + 1]);
     for (let epoch = 0; epoch < epochs; epoch++) {
       for (let s = 0; s < nnz; s++) {
         const p = rng.nextInt(nnz);
@@ -207,19 +269,6 @@ export class BprRecommender extends BaseRecommender implements ItemSimilarity {
     return scores;
   }
 
-  /** Items most similar to `item` by cosine of their latent factors; `score` is the cosine. */
-  similar(item: Id, k: number, options: SimilarOptions = {}): Recommendation[] {
-    this.state();
-    return factorSimilar(this, this.itemFactors, this.options.factors, this.counts, item, k, options);
-  }
-
-  protected stateForSave(): { params: Record<string, unknown>; arrays: Record<string, StoredArray> } {
-    return {
-      params: { ...this.options },
-      arrays: { userFactors: this.userFactors, itemFactors: this.itemFactors, itemBias: this.itemBias },
-    };
-  }
-
   /** Reads a model saved by {@link BprRecommender.save}. @throws ModelFileError */
   static async load(path: string): Promise<BprRecommender> {
     return BprRecommender.fromBuffer(await readFile(path), path);
@@ -228,44 +277,20 @@ export class BprRecommender extends BaseRecommender implements ItemSimilarity {
   /** Decodes bytes made by {@link BprRecommender.toBuffer}. @throws ModelFileError */
   static fromBuffer(bytes: Uint8Array, label = "<buffer>"): BprRecommender {
     const c = decodeModel(bytes, label, BprRecommender.KIND);
-    const p = (k: string): number => paramNumber(c.params, k, label);
-    const m = new BprRecommender({
-      factors: p("factors"),
-      epochs: p("epochs"),
-      learningRate: p("learningRate"),
-      regularization: p("regularization"),
-      biasRegularization: p("biasRegularization"),
-      initStd: p("initStd"),
-      seed: p("seed"),
-    });
-    m.restoreState(c, label);
-    const F = m.options.factors;
-    m.userFactors = requireArray(c, label, "userFactors", "f32", m.users.size * F);
-    m.itemFactors = requireArray(c, label, "itemFactors", "f32", m.items.size * F);
-    m.itemBias = requireArray(c, label, "itemBias", "f32", m.items.size);
-    m.counts = itemCounts(m.seen);
+    const m = new BprRecommender(storedSgdOptions(c, label));
+    m.restoreFactors(c, label);
     return m;
   }
 }
 
-/** Options of {@link BiasedMfPredictor}. */
-export interface BiasedMfOptions {
-  /** Latent dimensions. Default 50. */
-  factors?: number;
-  /** Passes over the (shuffled) training ratings. Default 30. */
-  epochs?: number;
-  /** SGD step size. Default 0.01. */
-  learningRate?: number;
-  /** L2 regularisation of the factors. Default 0.1. */
-  regularization?: number;
-  /** L2 regularisation of the biases. Default 0.02. */
-  biasRegularization?: number;
-  /** Standard deviation of the normal initialisation. Default 0.1. */
-  initStd?: number;
+/**
+ * Options of {@link BiasedMfPredictor}. Defaults: 50 factors; 30 epochs over
+ * the (shuffled) training ratings; learningRate 0.01; regularization 0.1;
+ * biasRegularization (of the user and item biases) 0.02; initStd 0.1.
+ */
+export interface BiasedMfOptions extends Partial<SgdOptions> {
   /** Clamp predictions to the training ratings' range. Default true. */
   clip?: boolean;
-  /** PRNG seed. Default {@link DEFAULT_SEED}. */
-  seed?: number;
 }
 
 /**
@@ -280,52 +305,28 @@ export interface BiasedMfOptions {
  *
  * As a {@link Recommender} it ranks items by predicted rating.
  */
-export class BiasedMfPredictor extends BaseRecommender implements RatingPredictor, ItemSimilarity {
+export class BiasedMfPredictor extends FactorRecommender<Required<BiasedMfOptions>> implements RatingPredictor {
   /** Model kind stored in files. */
   static readonly KIND = "biased-mf";
   readonly kind = BiasedMfPredictor.KIND;
-  protected readonly requiresHistory = true;
-  /** Effective options. */
-  readonly options: Readonly<Required<BiasedMfOptions>>;
   private globalMean = 0;
   private minRating = 0;
   private maxRating = 0;
-  private userFactors: Float32Array = new Float32Array(0);
-  private itemFactors: Float32Array = new Float32Array(0);
   private userBias: Float32Array = new Float32Array(0);
-  private itemBias: Float32Array = new Float32Array(0);
   private userCounts: Int32Array = new Int32Array(0);
-  private counts: Int32Array = new Int32Array(0);
 
   constructor(options: BiasedMfOptions = {}) {
-    super();
-    const o: Required<BiasedMfOptions> = {
-      factors: options.factors ?? 50,
-      epochs: options.epochs ?? 30,
-      learningRate: options.learningRate ?? 0.01,
-      regularization: options.regularization ?? 0.1,
-      biasRegularization: options.biasRegularization ?? 0.02,
-      initStd: options.initStd ?? 0.1,
-      clip: options.clip ?? true,
-      seed: options.seed ?? DEFAULT_SEED,
-    };
-    checkSgdOptions(o);
-    this.options = Object.freeze(o);
+    super(resolveSgdOptions(options, BIASED_MF_DEFAULTS));
   }
 
   protected train(_train: Interactions): void {
     const seen = this.seen;
-    const { factors: F, epochs, learningRate: lr, regularization: reg, biasRegularization: regB, initStd, seed } = this.options;
-    const nUsers = seen.rows;
-    const nItems = seen.cols;
+    const { factors: F, epochs, learningRate: lr, regularization: reg, biasRegularization: regB, seed } = this.options;
     const nnz = seen.indices.length;
     const rng = new Rng(seed);
-    const P = new Float32Array(nUsers * F);
-    const Q = new Float32Array(nItems * F);
-    const bu = new Float32Array(nUsers);
-    const bi = new Float32Array(nItems);
-    for (let k = 0; k < P.length; k++) P[k] = rng.normal() * initStd;
-    for (let k = 0; k < Q.length; k++) Q[k] = rng.normal() * initStd;
+    const { P, Q, rowOf } = this.initFactors(rng);
+    const bu = new Float32Array(seen.rows);
+    const bi = new Float32Array(seen.cols);
     let sum = 0;
     let lo = Infinity;
     let hi = -Infinity;
@@ -336,8 +337,6 @@ export class BiasedMfPredictor extends BaseRecommender implements RatingPredicto
       if (r > hi) hi = r;
     }
     const mu = sum / nnz;
-    const rowOf = new Int32Array(nnz);
-    for (let u = 0; u < nUsers; u++) rowOf.fill(u, seen.indptr[u], seen.indptr[u + 1]);
     const order = new Int32Array(nnz);
     for (let p = 0; p < nnz; p++) order[p] = p;
     for (let epoch = 0; epoch < epochs; epoch++) {
@@ -368,12 +367,12 @@ export class BiasedMfPredictor extends BaseRecommender implements RatingPredicto
     this.itemFactors = Q;
     this.userBias = bu;
     this.itemBias = bi;
-    this.deriveCounts();
+    this.counts = itemCounts(seen);
+    this.deriveUserCounts();
   }
 
-  private deriveCounts(): void {
+  private deriveUserCounts(): void {
     const seen = this.seen;
-    this.counts = itemCounts(seen);
     this.userCounts = new Int32Array(seen.rows);
     for (let u = 0; u < seen.rows; u++) this.userCounts[u] = seen.indptr[u + 1] - seen.indptr[u];
   }
@@ -410,13 +409,7 @@ export class BiasedMfPredictor extends BaseRecommender implements RatingPredicto
     return scores;
   }
 
-  /** Items most similar to `item` by cosine of their latent factors; `score` is the cosine. */
-  similar(item: Id, k: number, options: SimilarOptions = {}): Recommendation[] {
-    this.state();
-    return factorSimilar(this, this.itemFactors, this.options.factors, this.counts, item, k, options);
-  }
-
-  protected stateForSave(): { params: Record<string, unknown>; arrays: Record<string, StoredArray> } {
+  protected override stateForSave(): { params: Record<string, unknown>; arrays: Record<string, StoredArray> } {
     return {
       params: { ...this.options, globalMean: this.globalMean, minRating: this.minRating, maxRating: this.maxRating },
       arrays: {
@@ -437,26 +430,13 @@ export class BiasedMfPredictor extends BaseRecommender implements RatingPredicto
   static fromBuffer(bytes: Uint8Array, label = "<buffer>"): BiasedMfPredictor {
     const c: ModelFileContents = decodeModel(bytes, label, BiasedMfPredictor.KIND);
     const p = (k: string): number => paramNumber(c.params, k, label);
-    const m = new BiasedMfPredictor({
-      factors: p("factors"),
-      epochs: p("epochs"),
-      learningRate: p("learningRate"),
-      regularization: p("regularization"),
-      biasRegularization: p("biasRegularization"),
-      initStd: p("initStd"),
-      clip: c.params.clip !== false,
-      seed: p("seed"),
-    });
-    m.restoreState(c, label);
+    const m = new BiasedMfPredictor({ ...storedSgdOptions(c, label), clip: c.params.clip !== false });
+    m.restoreFactors(c, label);
     m.globalMean = p("globalMean");
     m.minRating = p("minRating");
     m.maxRating = p("maxRating");
-    const F = m.options.factors;
-    m.userFactors = requireArray(c, label, "userFactors", "f32", m.users.size * F);
-    m.itemFactors = requireArray(c, label, "itemFactors", "f32", m.items.size * F);
     m.userBias = requireArray(c, label, "userBias", "f32", m.users.size);
-    m.itemBias = requireArray(c, label, "itemBias", "f32", m.items.size);
-    m.deriveCounts();
+    m.deriveUserCounts();
     return m;
   }
 }
