@@ -6,6 +6,28 @@
  * @module
  */
 
+/** Whether entry (sa, ia) ranks below entry (sb, ib): lower score, or equal score and higher index. */
+function worse(sa: number, ia: number, sb: number, ib: number): boolean {
+  return sa < sb || (sa === sb && ia > ib);
+}
+
+/** Puts entry (s, i) at the root of the min-heap of the first `size` entries and sifts it down. */
+function replaceRoot(heapScore: Float64Array, heapIdx: Int32Array, size: number, s: number, i: number): void {
+  let c = 0;
+  for (;;) {
+    const l = 2 * c + 1;
+    if (l >= size) break;
+    const r = l + 1;
+    const m = r < size && worse(heapScore[r], heapIdx[r], heapScore[l], heapIdx[l]) ? r : l;
+    if (!worse(heapScore[m], heapIdx[m], s, i)) break;
+    heapScore[c] = heapScore[m];
+    heapIdx[c] = heapIdx[m];
+    c = m;
+  }
+  heapScore[c] = s;
+  heapIdx[c] = i;
+}
+
 /**
  * Indices of the `k` best entries of `scores` for which `accept(index)` is
  * true (all entries when `accept` is omitted), best first.
@@ -15,7 +37,6 @@ export function topK(scores: ArrayLike<number>, k: number, accept?: (index: numb
   const heapIdx = new Int32Array(k); // min-heap on (score, -index): root is the worst kept entry
   const heapScore = new Float64Array(k);
   let size = 0;
-  const worse = (sa: number, ia: number, sb: number, ib: number): boolean => sa < sb || (sa === sb && ia > ib);
   const n = scores.length;
   for (let i = 0; i < n; i++) {
     const s = scores[i];
@@ -35,20 +56,7 @@ export function topK(scores: ArrayLike<number>, k: number, accept?: (index: numb
       heapScore[c] = s;
       heapIdx[c] = i;
     } else {
-      // replace root, sift down
-      let c = 0;
-      for (;;) {
-        const l = 2 * c + 1;
-        if (l >= size) break;
-        const r = l + 1;
-        const m = r < size && worse(heapScore[r], heapIdx[r], heapScore[l], heapIdx[l]) ? r : l;
-        if (!worse(heapScore[m], heapIdx[m], s, i)) break;
-        heapScore[c] = heapScore[m];
-        heapIdx[c] = heapIdx[m];
-        c = m;
-      }
-      heapScore[c] = s;
-      heapIdx[c] = i;
+      replaceRoot(heapScore, heapIdx, size, s, i);
     }
   }
   // Pop everything: worst first, fill from the back.
@@ -58,19 +66,7 @@ export function topK(scores: ArrayLike<number>, k: number, accept?: (index: numb
     const ls = heapScore[size - 1];
     const li = heapIdx[size - 1];
     size--;
-    let c = 0;
-    for (;;) {
-      const l = 2 * c + 1;
-      if (l >= size) break;
-      const r = l + 1;
-      const m = r < size && worse(heapScore[r], heapIdx[r], heapScore[l], heapIdx[l]) ? r : l;
-      if (!worse(heapScore[m], heapIdx[m], ls, li)) break;
-      heapScore[c] = heapScore[m];
-      heapIdx[c] = heapIdx[m];
-      c = m;
-    }
-    heapScore[c] = ls;
-    heapIdx[c] = li;
+    replaceRoot(heapScore, heapIdx, size, ls, li);
   }
   return out;
 }
