@@ -7,7 +7,8 @@
  *   JSON arrays are taken as they are) and a domain (`--domain`, or a domain column).
  */
 import type { ScoreInput } from "../engine/engine.js";
-import type { Domain } from "../engine/prompt.js";
+import { isDomain, type Domain } from "../engine/prompt.js";
+import { TallrecError } from "../errors.js";
 import { CliError, EXIT, splitList } from "./common.js";
 
 export interface ColumnOptions {
@@ -74,7 +75,7 @@ export function promptReader(columns: readonly string[], o: ColumnOptions): { mo
         let domain = o.domain;
         if (o.domainCol) {
           const d = text(v, o.domainCol);
-          if (d !== "movie" && d !== "book") throw new Error(`column "${o.domainCol}" must be "movie" or "book", found ${JSON.stringify(d)}`);
+          if (!isDomain(d)) throw new TallrecError("invalid_data", `column "${o.domainCol}" must be "movie" or "book", found ${JSON.stringify(d)}`);
           domain = d;
         }
         const target = text(v, o.targetCol);

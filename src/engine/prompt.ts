@@ -133,11 +133,50 @@ export function parseInput(input: string): Omit<StructuredPrompt, "instruction">
   return { domain, liked: split(m[1]), disliked: split(m[2]), target };
 }
 
+/**
+ * The shape of a prompt input, in two forms kept side by side: JSON schemas (the HTTP API validates
+ * and documents items with them, src/server/schemas.ts) and {@link checkPromptInput} (the engine's
+ * check of what library callers pass).
+ */
+export const BOOK_SCHEMA = {
+  type: "object",
+  required: ["title", "author"],
+  additionalProperties: false,
+  properties: { title: { type: "string" }, author: { type: "string" } },
+} as const;
+
+/** A movie title, a book as TALLRec renders it (`"Title" written by Author`), or `{ title, author }`. */
+export const ITEM_SCHEMA = {
+  description: "a string or { title, author }",
+  anyOf: [{ type: "string" }, BOOK_SCHEMA],
+} as const;
+
+export const DOMAIN_SCHEMA = { type: "string", enum: ["movie", "book"], description: "the item domain (selects TALLRec's instruction and rendering)" } as const;
+
+/** The fields of an {@link InstructionPrompt}. */
+export const INSTRUCTION_PROMPT_PROPERTIES = {
+  instruction: { type: "string" },
+  input: { type: "string", description: "the user/item description; an empty string selects the template without an Input section" },
+} as const;
+
+/** The user's fields of a {@link StructuredPrompt} (all but the target). */
+export const USER_PROMPT_PROPERTIES = {
+  domain: DOMAIN_SCHEMA,
+  liked: { type: "array", items: ITEM_SCHEMA, description: "items the user liked" },
+  disliked: { type: "array", items: ITEM_SCHEMA, description: "items the user disliked" },
+  instruction: { type: "string", description: "overrides the domain's TALLRec instruction" },
+} as const;
+
+/** True when a prompt object is in the structured form: it has any of the structured fields. */
+export function isStructuredInput(o: object): boolean {
+  return "target" in o || "liked" in o || "disliked" in o || "domain" in o;
+}
+
 /** Validates a prompt object's fields (types), naming the first bad field. */
 export function checkPromptInput(input: unknown): PromptInput {
   if (!input || typeof input !== "object") throw invalid(`expected a prompt object or string, got ${input === null ? "null" : typeof input}`);
   const o = input as Record<string, unknown>;
-  if ("target" in o || "liked" in o || "domain" in o) {
+  if (isStructuredInput(o)) {
     if (!isDomain(o.domain)) throw invalid(`field "domain" must be "movie" or "book", not ${JSON.stringify(o.domain)}`);
     for (const f of ["liked", "disliked"] as const) {
       if (!Array.isArray(o[f])) throw invalid(`field "${f}" must be an array of items`);

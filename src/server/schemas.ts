@@ -12,7 +12,10 @@
  * item's `{ id, error }` in the results and the other items are scored.
  */
 import { MAX_LORA_SCALE } from "../gguf/checks.js";
+import { INSTRUCTION_PROMPT_PROPERTIES, isStructuredInput, ITEM_SCHEMA, USER_PROMPT_PROPERTIES } from "../engine/prompt.js";
 import { SCORING_RULES } from "../engine/scoring.js";
+
+export { BOOK_SCHEMA, DOMAIN_SCHEMA, ITEM_SCHEMA } from "../engine/prompt.js";
 
 /** Deep-readonly JSON schema objects (plain data). */
 export type Schema = Record<string, unknown>;
@@ -22,20 +25,6 @@ export const ID_SCHEMA = {
   description: "the caller's id for the item, echoed back in its result (default: the item's index)",
 } as const;
 
-export const BOOK_SCHEMA = {
-  type: "object",
-  required: ["title", "author"],
-  additionalProperties: false,
-  properties: { title: { type: "string" }, author: { type: "string" } },
-} as const;
-
-/** A movie title, a book as TALLRec renders it (`"Title" written by Author`), or `{ title, author }`. */
-export const ITEM_SCHEMA = {
-  description: "a string or { title, author }",
-  anyOf: [{ type: "string" }, BOOK_SCHEMA],
-} as const;
-
-export const DOMAIN_SCHEMA = { type: "string", enum: ["movie", "book"], description: "the item domain (selects TALLRec's instruction and rendering)" } as const;
 
 const ADAPTER_SCHEMA = {
   type: ["string", "null"],
@@ -56,8 +45,7 @@ export const INSTRUCTION_ITEM_SCHEMA = {
   additionalProperties: false,
   properties: {
     id: ID_SCHEMA,
-    instruction: { type: "string" },
-    input: { type: "string", description: "the user/item description; an empty string selects the template without an Input section" },
+    ...INSTRUCTION_PROMPT_PROPERTIES,
     output: { type: "string", description: "ignored: lets TALLRec data rows, which carry their label here, be sent as they are" },
   },
 } as const;
@@ -70,11 +58,8 @@ export const STRUCTURED_ITEM_SCHEMA = {
   additionalProperties: false,
   properties: {
     id: ID_SCHEMA,
-    domain: DOMAIN_SCHEMA,
-    liked: { type: "array", items: ITEM_SCHEMA, description: "items the user liked" },
-    disliked: { type: "array", items: ITEM_SCHEMA, description: "items the user disliked" },
+    ...USER_PROMPT_PROPERTIES,
     target: ITEM_SCHEMA,
-    instruction: { type: "string", description: "overrides the domain's TALLRec instruction" },
   },
 } as const;
 
@@ -87,7 +72,7 @@ export const SCORE_ITEM_SCHEMA = {
 export function itemSchemaFor(item: unknown): Schema {
   if (item && typeof item === "object" && !Array.isArray(item)) {
     const o = item as Record<string, unknown>;
-    if ("target" in o || "liked" in o || "disliked" in o || "domain" in o) return STRUCTURED_ITEM_SCHEMA;
+    if (isStructuredInput(o)) return STRUCTURED_ITEM_SCHEMA;
     return INSTRUCTION_ITEM_SCHEMA;
   }
   return { type: "object", description: "an object" };
@@ -133,10 +118,7 @@ export function rankBodySchema(maxCandidates: number): Schema {
     properties: {
       adapter: ADAPTER_SCHEMA,
       scoring: SCORING_SCHEMA,
-      domain: DOMAIN_SCHEMA,
-      liked: { type: "array", items: ITEM_SCHEMA, description: "items the user liked" },
-      disliked: { type: "array", items: ITEM_SCHEMA, description: "items the user disliked" },
-      instruction: { type: "string", description: "overrides the domain's TALLRec instruction" },
+      ...USER_PROMPT_PROPERTIES,
       candidates: { type: "array", minItems: 1, maxItems: maxCandidates, items: CANDIDATE_SCHEMA, description: `the items to rank (1 to ${maxCandidates})` },
       top: { type: "integer", minimum: 1, description: "return only the best `top` candidates" },
     },
