@@ -12,7 +12,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { fitRecommender, loadData } from "../src/chatrec/data.js";
+import { fitRecommender, loadData } from "../src/chatrec/sources.js";
 import { ChatRec } from "../src/chatrec/pipeline.js";
 import { RedisSessions } from "../src/chatrec/session-redis.js";
 import { connectRedis, mismatch } from "../src/distributed/common.js";

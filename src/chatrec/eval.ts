@@ -26,7 +26,7 @@ import { Rng } from "../recsys/seed.js";
 import { leaveLastOut, randomSplit } from "../recsys/split.js";
 import { topK } from "../recsys/topk.js";
 import type { ScoringRule } from "../engine/scoring.js";
-import { fitRecommender, RECOMMENDER_NAMES, type RecommenderKind } from "./data.js";
+import { fitRecommender, RECOMMENDER_NAMES, type RecommenderKind } from "./sources.js";
 import { HistoryIndex, tallrecPrompt, titledHistory, type HistoryOptions } from "./history.js";
 import { GlobalMeanPredictor, ItemKnnRatingPredictor } from "./knn-rating.js";
 import { orderCandidates, type Scorer } from "./rerank.js";

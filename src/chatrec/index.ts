@@ -11,7 +11,7 @@ export * from "./intent.js";
 export * from "./explain.js";
 export * from "./session.js";
 export * from "./coldstart.js";
-export * from "./data.js";
+export * from "./sources.js";
 export * from "./knn-rating.js";
 export * from "./pipeline.js";
 export * from "./setup.js";

@@ -12,7 +12,7 @@
  * @module
  */
 import type { Recommender } from "../recsys/base.js";
-import { fitRecommender, loadData, loadRecommenderFile, RECOMMENDER_NAMES, type DataSource, type RecommenderKind } from "./data.js";
+import { fitRecommender, loadData, loadRecommenderFile, RECOMMENDER_NAMES, type DataSource, type RecommenderKind } from "./sources.js";
 import { ChatRecError } from "./errors.js";
 import { ChatRec, type ChatRecOptions } from "./pipeline.js";
 

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { Command, Option } from "commander";
 
 import { ChatRecError } from "../../chatrec/errors.js";
-import { fitRecommender, loadData, loadRecommenderFile, RECOMMENDER_KINDS, RECOMMENDER_NAMES, type LoadedData, type RecommenderKind } from "../../chatrec/data.js";
+import { fitRecommender, loadData, loadRecommenderFile, RECOMMENDER_KINDS, RECOMMENDER_NAMES, type LoadedData, type RecommenderKind } from "../../chatrec/sources.js";
 import { ChatRec, describeFilters, type Recommended, type SessionInfo } from "../../chatrec/pipeline.js";
 import type { Recommender } from "../../recsys/base.js";
 import { SCORING_RULES, type ScoringRule } from "../../engine/scoring.js";

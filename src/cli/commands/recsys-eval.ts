@@ -7,7 +7,7 @@ import { basename } from "node:path";
 
 import { Command, Option } from "commander";
 
-import { loadData, RECOMMENDER_KINDS, type RecommenderKind } from "../../chatrec/data.js";
+import { loadData, RECOMMENDER_KINDS, type RecommenderKind } from "../../chatrec/sources.js";
 import { ChatRecError } from "../../chatrec/errors.js";
 import { formatReport, runRecsysEval, type RecsysEvalReport } from "../../chatrec/eval.js";
 import type { Engine } from "../../engine/engine.js";
