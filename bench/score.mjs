@@ -53,18 +53,18 @@ async function main() {
 
   const modes = {
     shared: async () => {
-      await engine.score(rows);
-      return { prompts: rows.length, tokens: promptTokens, decoded: engine.stats.decodedTokens };
+      const { stats } = await engine.scoreWithStats(rows);
+      return { prompts: rows.length, tokens: promptTokens, decoded: stats.decodedTokens };
     },
     batched: async () => {
-      await engine.score(rows, { share: false });
-      return { prompts: rows.length, tokens: promptTokens, decoded: engine.stats.decodedTokens };
+      const { stats } = await engine.scoreWithStats(rows, { share: false });
+      return { prompts: rows.length, tokens: promptTokens, decoded: stats.decodedTokens };
     },
     single: async () => {
       let decoded = 0;
       for (const r of singleRows) {
-        await engine.score([r], { share: false });
-        decoded += engine.stats.decodedTokens;
+        const { stats } = await engine.scoreWithStats([r], { share: false });
+        decoded += stats.decodedTokens;
       }
       return { prompts: singleRows.length, tokens: singleTokens, decoded };
     },

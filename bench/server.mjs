@@ -86,9 +86,10 @@ async function child() {
     let last;
     const t0 = performance.now();
     do {
-      last = await engine.score(rows);
+      const call = await engine.scoreWithStats(rows);
+      last = call.results;
       prompts += rows.length;
-      decoded += engine.stats.decodedTokens;
+      decoded += call.stats.decodedTokens;
     } while (performance.now() - t0 < seconds * 1000);
     const s = (performance.now() - t0) / 1000;
     return { prompts, seconds: s, promptsPerSecond: prompts / s, decodedTokensPerSecond: decoded / s, sample: last.slice(0, 16).map((r) => r.pYes) };

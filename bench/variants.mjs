@@ -31,9 +31,9 @@ async function child() {
   const engine = await Engine.load({ model, gpu: "cpu", threads: Number(a.threads) });
   await engine.score(rows.slice(0, 4), { share: false });
   const t0 = performance.now();
-  const res = await engine.score(rows, { share: false });
+  const { results: res, stats } = await engine.scoreWithStats(rows, { share: false });
   const seconds = (performance.now() - t0) / 1000;
-  const tokens = engine.stats.decodedTokens;
+  const tokens = stats.decodedTokens;
   const variant = engine.info.variant;
   await engine.close();
   process.stdout.write(JSON.stringify({ variant, seconds, tokens, pYes: res.map((r) => r.pYes) }) + "\n");

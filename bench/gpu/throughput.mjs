@@ -120,9 +120,9 @@ if (a.part === "headline") {
       let stats;
       for (let r = 0; r < reps; r++) {
         const s0 = now();
-        const out = await engine.score(texts, { share });
+        const { results: out, stats: callStats } = await engine.scoreWithStats(texts, { share });
         secs.push(now() - s0);
-        stats = engine.stats;
+        stats = callStats;
         const bad = out.find((x) => x.error);
         if (bad) throw new Error(`${label}: ${bad.error}`);
       }

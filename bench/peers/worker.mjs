@@ -69,8 +69,8 @@ async function tallrec(share) {
   const inputs = prompts.map((p) => ({ tokens: p.tokens }));
   let decoded = 0;
   const r = await timed(async () => {
-    const res = await engine.score(inputs, { share });
-    decoded = engine.stats.decodedTokens;
+    const { results: res, stats } = await engine.scoreWithStats(inputs, { share });
+    decoded = stats.decodedTokens;
     return res.map((x) => x.pYes);
   });
   await engine.close();
