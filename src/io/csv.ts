@@ -72,14 +72,7 @@
  */
 import type { Writable } from "node:stream";
 import { decodeRecord } from "./encoding.js";
-import {
-  type ByteSource,
-  type PhysicalLine,
-  byteChunks,
-  DEFAULT_CHUNK_BYTES,
-  DEFAULT_MAX_RECORD_BYTES,
-  LineSplitter,
-} from "./lines.js";
+import { type ByteSource, LineRecordParser, parseAll, type PhysicalLine, StreamReader } from "./lines.js";
 import { TextWriter, type TextWriterOptions } from "./writer.js";
 
 export type { ByteSource } from "./lines.js";
@@ -159,6 +152,19 @@ function newRec(line: PhysicalLine): RecState {
   return { lines: [line], bytes: line.buf.length, fields: [], cur: [], mode: FIELD_START, quoteLine: -1, lastMultiQ: -1, errors: [], suspect: false };
 }
 
+/** Closes the field being read. */
+function endField(rec: RecState): void {
+  rec.fields.push(rec.cur);
+  rec.cur = [];
+}
+
+/** Closes the record's last field: the record ends with this line (returns true, as {@link CsvParser.scan} does then). */
+function endRecord(rec: RecState): true {
+  endField(rec);
+  rec.mode = FIELD_START;
+  return true;
+}
+
 /** Checks and converts a delimiter option to its byte. */
 export function delimiterByte(delimiter: string | undefined): number {
   const d = delimiter ?? ",";
@@ -173,7 +179,7 @@ export function delimiterByte(delimiter: string | undefined): number {
  * {@link parseCsv}: feed bytes with {@link push}, then {@link end}; take
  * records with {@link shift}.
  */
-export class CsvParser {
+export class CsvParser extends LineRecordParser<CsvRecord> {
   /** Column names, once known (after the header record, or from options). */
   header: string[] | null = null;
   /** The header record as read (for its `line`, `error`, `latin1`); null when there is none or it is not read yet. */
@@ -182,60 +188,37 @@ export class CsvParser {
   headerKnown: boolean;
 
   private readonly delim: number;
-  private readonly max: number;
-  private readonly splitter: LineSplitter;
   private readonly wantHeader: boolean;
   private expected: number | null;
   private queue: PhysicalLine[] = [];
   private qHead = 0;
   private rec: RecState | null = null;
-  private out: CsvRecord[] = [];
-  private outHead = 0;
   private nextIndex = 0;
-  private ended = false;
 
   constructor(options: CsvReadOptions = {}) {
-    this.delim = delimiterByte(options.delimiter);
-    this.max = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-    if (!(this.max > 0)) throw new Error("maxRecordBytes must be positive");
+    const delim = delimiterByte(options.delimiter);
+    super(options.maxRecordBytes, "CsvParser");
+    this.delim = delim;
     const h = options.header ?? true;
     this.wantHeader = h === true;
     if (Array.isArray(h)) this.header = [...(h as readonly string[])];
     this.headerKnown = !this.wantHeader;
     this.expected = options.expectedFields ?? (this.header ? this.header.length : null);
-    this.splitter = new LineSplitter(this.max, (line) => this.queue.push(line));
   }
 
-  /** Feeds bytes. Chunks must not be modified afterwards (records may reference them). */
-  push(chunk: Uint8Array): void {
-    if (this.ended) throw new Error("CsvParser: push after end");
-    this.splitter.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    this.drain();
+  protected onLine(line: PhysicalLine): void {
+    this.queue.push(line);
   }
 
-  /** Signals end of input; pending records become available. */
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.splitter.end();
+  protected override afterLines(final: boolean): void {
     this.drain();
+    if (!final) return;
     while (this.rec) {
       // Input ended inside a quoted field.
       this.resync(this.rec, this.rec.quoteLine, "");
       this.drain();
     }
     this.headerKnown = true;
-  }
-
-  /** Next parsed record, or undefined when none is ready. */
-  shift(): CsvRecord | undefined {
-    if (this.outHead >= this.out.length) return undefined;
-    const r = this.out[this.outHead++];
-    if (this.outHead === this.out.length) {
-      this.out = [];
-      this.outHead = 0;
-    }
-    return r;
   }
 
   private drain(): void {
@@ -291,20 +274,14 @@ export class CsvParser {
     let nextQ = -1;
     for (;;) {
       if (mode === FIELD_START) {
-        if (i >= n) {
-          rec.fields.push(rec.cur);
-          rec.cur = [];
-          rec.mode = FIELD_START;
-          return true;
-        }
+        if (i >= n) return endRecord(rec);
         const b = buf[i];
         if (b === QUOTE) {
           mode = QUOTED;
           rec.quoteLine = idx;
           seg = ++i;
         } else if (b === d) {
-          rec.fields.push(rec.cur);
-          rec.cur = [];
+          endField(rec);
           i++;
         } else {
           mode = UNQUOTED;
@@ -319,12 +296,8 @@ export class CsvParser {
         }
         if (nextQ < e) this.addError(rec, line.lineNo, rec.fields.length + 1, "quote in unquoted field");
         if (e > seg) rec.cur.push(buf.subarray(seg, e));
-        rec.fields.push(rec.cur);
-        rec.cur = [];
-        if (e >= n) {
-          rec.mode = FIELD_START;
-          return true;
-        }
+        if (e >= n) return endRecord(rec);
+        endField(rec);
         i = e + 1;
         mode = FIELD_START;
       } else if (mode === QUOTED) {
@@ -332,9 +305,7 @@ export class CsvParser {
         if (q < 0 || q >= n) {
           if (forceNote !== null) {
             if (n > seg) rec.cur.push(buf.subarray(seg, n));
-            rec.fields.push(rec.cur);
-            rec.cur = [];
-            rec.mode = FIELD_START;
+            endRecord(rec);
             this.addError(rec, rec.lines[rec.quoteLine].lineNo, rec.fields.length, `unterminated quoted field${forceNote}`);
             return true;
           }
@@ -349,20 +320,14 @@ export class CsvParser {
         mode = AFTER_QUOTE;
       } else {
         // AFTER_QUOTE
-        if (i >= n) {
-          rec.fields.push(rec.cur);
-          rec.cur = [];
-          rec.mode = FIELD_START;
-          return true;
-        }
+        if (i >= n) return endRecord(rec);
         const b = buf[i];
         if (b === QUOTE) {
           seg = i; // escaped quote: the next piece starts with this '"'
           i++;
           mode = QUOTED;
         } else if (b === d) {
-          rec.fields.push(rec.cur);
-          rec.cur = [];
+          endField(rec);
           i++;
           mode = FIELD_START;
         } else {
@@ -447,16 +412,11 @@ export class CsvParser {
  * Single use. Breaking out of the loop closes a file opened from a path (and
  * destroys a `Readable` source, as `for await` over it does).
  */
-export class CsvReader implements AsyncIterable<CsvRecord> {
-  private readonly parser: CsvParser;
-  private readonly chunks: AsyncGenerator<Buffer, void, undefined>;
-  private done = false;
-  private iterated = false;
+export class CsvReader extends StreamReader<CsvRecord, CsvParser> {
   private nameIndex: Map<string, number> | null = null;
 
   constructor(source: ByteSource, options: CsvReadOptions = {}) {
-    this.parser = new CsvParser(options);
-    this.chunks = byteChunks(source, options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    super(new CsvParser(options), source, options.chunkBytes, "CsvReader");
   }
 
   /** Column names once known (see {@link readHeader}); null before, or when there is no header. */
@@ -498,37 +458,6 @@ export class CsvReader implements AsyncIterable<CsvRecord> {
   toObject(record: CsvRecord): Record<string, string> {
     return csvRecordToObject(this.parser.header ?? [], record);
   }
-
-  private async pull(): Promise<void> {
-    const r = await this.chunks.next();
-    if (r.done) {
-      this.done = true;
-      this.parser.end();
-    } else {
-      this.parser.push(r.value);
-    }
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<CsvRecord, void, undefined> {
-    if (this.iterated) throw new Error("CsvReader can be iterated only once");
-    this.iterated = true;
-    try {
-      for (;;) {
-        const rec = this.parser.shift();
-        if (rec) {
-          yield rec;
-          continue;
-        }
-        if (this.done) return;
-        await this.pull();
-      }
-    } finally {
-      if (!this.done) {
-        this.done = true;
-        await this.chunks.return(undefined);
-      }
-    }
-  }
 }
 
 /** Opens a streaming CSV reader (see the module documentation). */
@@ -542,10 +471,7 @@ export function parseCsv(
   options: CsvReadOptions = {},
 ): { header: string[] | null; headerRecord: CsvRecord | null; records: CsvRecord[] } {
   const p = new CsvParser(options);
-  p.push(typeof input === "string" ? Buffer.from(input, "utf8") : input);
-  p.end();
-  const records: CsvRecord[] = [];
-  for (let r = p.shift(); r; r = p.shift()) records.push(r);
+  const records = parseAll(p, input);
   return { header: p.header, headerRecord: p.headerRecord, records };
 }
 

@@ -18,14 +18,7 @@
  */
 import type { Writable } from "node:stream";
 import { decodeText } from "./encoding.js";
-import {
-  type ByteSource,
-  type PhysicalLine,
-  byteChunks,
-  DEFAULT_CHUNK_BYTES,
-  DEFAULT_MAX_RECORD_BYTES,
-  LineSplitter,
-} from "./lines.js";
+import { type ByteSource, LineRecordParser, parseAll, type PhysicalLine, StreamReader } from "./lines.js";
 import { TextWriter, type TextWriterOptions } from "./writer.js";
 
 /** One JSONL record: `value` when the line holds a JSON object, otherwise `error`. */
@@ -85,42 +78,14 @@ export function jsonKind(v: unknown): string {
 const WS_ONLY = /^[ \t\r\n]*$/;
 
 /** The synchronous JSONL machine: {@link push} bytes, {@link end}, {@link shift} records. */
-export class JsonlParser {
-  private readonly splitter: LineSplitter;
-  private readonly max: number;
-  private out: JsonlRecord[] = [];
-  private outHead = 0;
+export class JsonlParser extends LineRecordParser<JsonlRecord> {
   private nextIndex = 0;
-  private ended = false;
 
   constructor(options: JsonlReadOptions = {}) {
-    this.max = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-    if (!(this.max > 0)) throw new Error("maxRecordBytes must be positive");
-    this.splitter = new LineSplitter(this.max, (line) => this.onLine(line));
+    super(options.maxRecordBytes, "JsonlParser");
   }
 
-  push(chunk: Uint8Array): void {
-    if (this.ended) throw new Error("JsonlParser: push after end");
-    this.splitter.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  }
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.splitter.end();
-  }
-
-  shift(): JsonlRecord | undefined {
-    if (this.outHead >= this.out.length) return undefined;
-    const r = this.out[this.outHead++];
-    if (this.outHead === this.out.length) {
-      this.out = [];
-      this.outHead = 0;
-    }
-    return r;
-  }
-
-  private onLine(line: PhysicalLine): void {
+  protected onLine(line: PhysicalLine): void {
     const base = { line: line.lineNo, index: 0, byteStart: line.byteStart, byteEnd: line.byteEnd };
     if (line.oversized) {
       this.out.push({ ...base, index: this.nextIndex++, error: `line ${line.lineNo}: record exceeds ${this.max} bytes` });
@@ -152,42 +117,9 @@ export class JsonlParser {
 }
 
 /** Streaming JSONL reader (single use; breaking out of the loop closes a file opened from a path). */
-export class JsonlReader implements AsyncIterable<JsonlRecord> {
-  private readonly parser: JsonlParser;
-  private readonly chunks: AsyncGenerator<Buffer, void, undefined>;
-  private done = false;
-  private iterated = false;
-
+export class JsonlReader extends StreamReader<JsonlRecord, JsonlParser> {
   constructor(source: ByteSource, options: JsonlReadOptions = {}) {
-    this.parser = new JsonlParser(options);
-    this.chunks = byteChunks(source, options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<JsonlRecord, void, undefined> {
-    if (this.iterated) throw new Error("JsonlReader can be iterated only once");
-    this.iterated = true;
-    try {
-      for (;;) {
-        const rec = this.parser.shift();
-        if (rec) {
-          yield rec;
-          continue;
-        }
-        if (this.done) return;
-        const r = await this.chunks.next();
-        if (r.done) {
-          this.done = true;
-          this.parser.end();
-        } else {
-          this.parser.push(r.value);
-        }
-      }
-    } finally {
-      if (!this.done) {
-        this.done = true;
-        await this.chunks.return(undefined);
-      }
-    }
+    super(new JsonlParser(options), source, options.chunkBytes, "JsonlReader");
   }
 }
 
@@ -198,12 +130,7 @@ export function readJsonl(source: ByteSource, options: JsonlReadOptions = {}): J
 
 /** Parses a whole JSONL text or buffer synchronously. */
 export function parseJsonl(input: string | Uint8Array, options: JsonlReadOptions = {}): JsonlRecord[] {
-  const p = new JsonlParser(options);
-  p.push(typeof input === "string" ? Buffer.from(input, "utf8") : input);
-  p.end();
-  const out: JsonlRecord[] = [];
-  for (let r = p.shift(); r; r = p.shift()) out.push(r);
-  return out;
+  return parseAll(new JsonlParser(options), input);
 }
 
 /**

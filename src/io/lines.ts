@@ -197,3 +197,157 @@ export class LineSplitter {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Checks a `maxRecordBytes` option and returns the limit (default {@link DEFAULT_MAX_RECORD_BYTES}). */
+function recordLimit(maxRecordBytes: number | undefined): number {
+  const max = maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  if (!(max > 0)) throw new Error("maxRecordBytes must be positive");
+  return max;
+}
+
+/** A chunk as a Buffer over the same memory (no copy). */
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/** The synchronous machine behind a streaming reader: feed bytes with `push`, then `end`; take records with `shift`. */
+export interface ChunkParser<R> {
+  push(chunk: Uint8Array): void;
+  end(): void;
+  /** Next parsed record, or undefined when none is ready. */
+  shift(): R | undefined;
+}
+
+/** Parsed records waiting to be shifted, first in first out; the storage is dropped whenever it empties. */
+class RecordQueue<R> {
+  private items: R[] = [];
+  private head = 0;
+
+  push(record: R): void {
+    this.items.push(record);
+  }
+
+  shift(): R | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const r = this.items[this.head++];
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    }
+    return r;
+  }
+}
+
+/**
+ * What the CSV and JSONL parsers share: the record size limit, a
+ * {@link LineSplitter} fed by {@link push} and {@link end} that hands each
+ * physical line to {@link onLine}, and the queue of parsed records that
+ * {@link shift} takes from.
+ */
+export abstract class LineRecordParser<R> implements ChunkParser<R> {
+  /** Largest record accepted, in bytes. */
+  protected readonly max: number;
+  /** Parsed records, in order. */
+  protected readonly out = new RecordQueue<R>();
+  private readonly splitter: LineSplitter;
+  private ended = false;
+
+  /** `name` is the parser's, for the error on a push after the end. */
+  protected constructor(
+    maxRecordBytes: number | undefined,
+    private readonly name: string,
+  ) {
+    this.max = recordLimit(maxRecordBytes);
+    this.splitter = new LineSplitter(this.max, (line) => this.onLine(line));
+  }
+
+  /** Takes one physical line of input. */
+  protected abstract onLine(line: PhysicalLine): void;
+
+  /** Runs after the lines of each pushed chunk, and once more (`final`) after the last line. */
+  protected afterLines(_final: boolean): void {}
+
+  /** Feeds bytes. Chunks must not be modified afterwards (records may reference them). */
+  push(chunk: Uint8Array): void {
+    if (this.ended) throw new Error(`${this.name}: push after end`);
+    this.splitter.push(asBuffer(chunk));
+    this.afterLines(false);
+  }
+
+  /** Signals end of input; pending records become available. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.splitter.end();
+    this.afterLines(true);
+  }
+
+  /** Next parsed record, or undefined when none is ready. */
+  shift(): R | undefined {
+    return this.out.shift();
+  }
+}
+
+/** Runs `parser` over a whole text (as UTF-8) or buffer and returns every record. */
+export function parseAll<R>(parser: ChunkParser<R>, input: string | Uint8Array): R[] {
+  parser.push(typeof input === "string" ? Buffer.from(input, "utf8") : input);
+  parser.end();
+  const out: R[] = [];
+  for (let r = parser.shift(); r; r = parser.shift()) out.push(r);
+  return out;
+}
+
+/**
+ * A streaming reader: `for await (const rec of reader) ...` reads chunks of
+ * `source` into `parser` as records are wanted. Single use. Breaking out of
+ * the loop closes a file opened from a path (and destroys a `Readable`
+ * source, as `for await` over it does).
+ */
+export class StreamReader<R, P extends ChunkParser<R>> implements AsyncIterable<R> {
+  private readonly chunks: AsyncGenerator<Buffer, void, undefined>;
+  /** The source is exhausted (or abandoned) and the parser ended. */
+  protected done = false;
+  private iterated = false;
+
+  /** `name` is the reader's, for the error on a second iteration. */
+  protected constructor(
+    protected readonly parser: P,
+    source: ByteSource,
+    chunkBytes: number | undefined,
+    private readonly name: string,
+  ) {
+    this.chunks = byteChunks(source, chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  }
+
+  /** Feeds the parser the next chunk, or ends it at the end of the source. */
+  protected async pull(): Promise<void> {
+    const r = await this.chunks.next();
+    if (r.done) {
+      this.done = true;
+      this.parser.end();
+    } else {
+      this.parser.push(r.value);
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<R, void, undefined> {
+    if (this.iterated) throw new Error(`${this.name} can be iterated only once`);
+    this.iterated = true;
+    try {
+      for (;;) {
+        const rec = this.parser.shift();
+        if (rec) {
+          yield rec;
+          continue;
+        }
+        if (this.done) return;
+        await this.pull();
+      }
+    } finally {
+      if (!this.done) {
+        this.done = true;
+        await this.chunks.return(undefined);
+      }
+    }
+  }
+}
