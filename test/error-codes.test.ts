@@ -247,7 +247,13 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 /** `tallrec batch` on 240 rows, interrupted with SIGINT once a few windows are checkpointed (from test/cli.test.ts). */
 async function interruptedBatch(): Promise<ChildRun> {
   const input = join(dir, "interrupt.jsonl");
-  writeFileSync(input, sampleRows("movie").slice(0, 240).map((r) => JSON.stringify(r)).join("\n") + "\n");
+  writeFileSync(
+    input,
+    sampleRows("movie")
+      .slice(0, 240)
+      .map((r) => JSON.stringify(r))
+      .join("\n") + "\n",
+  );
   const out = join(dir, "interrupt.csv");
   const child = spawn(process.execPath, [cliPath, "--threads", "1", "batch", input, "-o", out, "-m", m.tiny, "-l", m.loraA, "--window", "16"], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
@@ -337,7 +343,16 @@ const CELLS: Record<ErrorCode, Cells> = {
     library: {
       // an engine loaded with one adapter keeps it as its default; one loaded with two has none
       throws: async () => {
-        const two = await Engine.load({ model: m.tiny, adapters: [{ name: "a", path: m.loraA }, { name: "b", path: m.loraB }], gpu: "cpu", threads: 1, contextSize: 256 });
+        const two = await Engine.load({
+          model: m.tiny,
+          adapters: [
+            { name: "a", path: m.loraA },
+            { name: "b", path: m.loraB },
+          ],
+          gpu: "cpu",
+          threads: 1,
+          contextSize: 256,
+        });
         try {
           return await two.score([ITEM]);
         } finally {
@@ -362,7 +377,7 @@ const CELLS: Record<ErrorCode, Cells> = {
   },
   adapter_exists: {
     library: { throws: () => engine.loadAdapter({ name: "a", path: m.loraB }), message: /an adapter named "a" is already loaded/ },
-    cli: { na: "the CLI loads its adapters once, at start (-l); two with one name are a malformed option (invalid_input: adapter name \"a\" is used twice)" },
+    cli: { na: 'the CLI loads its adapters once, at start (-l); two with one name are a malformed option (invalid_input: adapter name "a" is used twice)' },
     http: { request: () => post("/v1/adapters", { name: "a", path: "b.gguf" }), message: /body\/name: an adapter named "a" is already loaded/ },
   },
   unknown_user: {
@@ -430,7 +445,11 @@ const CELLS: Record<ErrorCode, Cells> = {
     http: {
       request: () => inject(app, "POST", "/v1/score", "<items/>", { "content-type": "application/xml" }),
       message: /./,
-      got: { status: 415, code: "unsupported", because: "src/server/app.ts's error handler answers Fastify's own refusals with Fastify's status (415 for a content type it cannot parse) and frameworkCode(415) = unsupported, whose status in ERROR_CODES is 400" },
+      got: {
+        status: 415,
+        code: "unsupported",
+        because: "src/server/app.ts's error handler answers Fastify's own refusals with Fastify's status (415 for a content type it cannot parse) and frameworkCode(415) = unsupported, whose status in ERROR_CODES is 400",
+      },
     },
   },
   non_finite: {
@@ -678,7 +697,7 @@ const RAISED_BY: Record<ErrorCode, string> = {
   invalid_data: "a malformed row of a data file (recsys loaders, Chat-REC data); a malformed row of `tallrec batch` (per item)",
   unsupported: "converters given a model or adapter feature they do not convert; a request body of a content type the server does not read",
   non_finite: "a score whose logits are not finite (per item): weights or an adapter scale that overflow",
-  backend: "llama.cpp or the addon failing (a failed decode, out of memory); `gpu: \"cuda\"` / `--gpu cuda` without a usable GPU",
+  backend: 'llama.cpp or the addon failing (a failed decode, out of memory); `gpu: "cuda"` / `--gpu cuda` without a usable GPU',
   not_ready: "a recommender used before fit or load",
   busy: "overlapping calls on one native context; a Chat-REC session mid-turn in the Redis store",
   aborted: "an AbortSignal (the `signal` option), a server client that disconnected, Ctrl-C in `tallrec batch`",
