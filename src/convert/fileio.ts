@@ -2,9 +2,10 @@
  * Bounded, synchronous reads from files, and atomic writes (temporary file renamed when complete).
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
 
 import { ConvertError } from "./errors.js";
+
+export { writeFileAtomic } from "../io/atomic.js";
 
 /** A file opened for random-access reads; every read is checked against the file size. */
 export class RandomAccessFile {
@@ -60,21 +61,3 @@ export function withFile<T>(path: string, fn: (f: RandomAccessFile) => T): T {
   }
 }
 
-/**
- * Writes `path` atomically: the chunks go to `path + ".tmp-<pid>"`, which is renamed to `path`
- * once complete and synced; on failure the temporary file is removed and `path` is untouched.
- */
-export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, "w");
-  let ok = false;
-  try {
-    for await (const c of chunks) await fh.write(c);
-    await fh.sync();
-    ok = true;
-  } finally {
-    await fh.close();
-    if (!ok) await rm(tmp, { force: true });
-  }
-  await rename(tmp, path);
-}

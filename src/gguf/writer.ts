@@ -6,7 +6,7 @@
  * time, so a large model never has to exist in memory at once. Output goes to
  * `path + ".tmp-<pid>"` and is renamed to `path` only when complete.
  */
-import { open, rename, rm } from "node:fs/promises";
+import { writeFileAtomic } from "../io/atomic.js";
 import { f32ToBf16Bits, f32ToF16Bits, Q8_0_BLOCK, Q8_0_BYTES, quantizeQ8_0 } from "./float.js";
 import {
   GGML_MAX_DIMS,
@@ -329,42 +329,36 @@ export async function writeGguf(path: string, content: GgufContent): Promise<voi
   const tensors = planTensors(path, content.tensors, alignment);
   const header = buildHeader(path, metadata, tensors, alignment);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, "w");
-  let ok = false;
-  try {
-    await fh.write(header);
-    const zeros = new Uint8Array(alignment);
-    for (const t of tensors) {
-      const spec = t.spec;
-      const data = typeof spec.data === "function" ? await spec.data() : spec.data;
-      if (spec.raw) {
-        if (!(data instanceof Uint8Array) || data.length !== t.byteSize) {
-          throw new GgufError(path, `tensor ${spec.name}: raw data must be a Uint8Array of ${t.byteSize} bytes`);
-        }
-        await fh.write(data);
-      } else {
-        if (!(data instanceof Float32Array) || data.length !== t.nElements) {
-          throw new GgufError(
-            path,
-            `tensor ${spec.name}: expected a Float32Array of ${t.nElements} values, got ${data instanceof Float32Array ? data.length : typeof data}`,
-          );
-        }
-        // CONVERT_CHUNK is a multiple of the Q8_0 block, and so is the element count.
-        for (let start = 0; start < t.nElements; start += CONVERT_CHUNK) {
-          const n = Math.min(CONVERT_CHUNK, t.nElements - start);
-          await fh.write(convertChunk(spec.type, data, start, n));
-        }
+  await writeFileAtomic(path, fileChunks(path, header, tensors, alignment));
+}
+
+/** The bytes of the file: the header, then each tensor's data (produced and converted one at a time) padded to the alignment. */
+async function* fileChunks(path: string, header: Uint8Array, tensors: PlannedTensor[], alignment: number): AsyncGenerator<Uint8Array, void, undefined> {
+  yield header;
+  const zeros = new Uint8Array(alignment);
+  for (const t of tensors) {
+    const spec = t.spec;
+    const data = typeof spec.data === "function" ? await spec.data() : spec.data;
+    if (spec.raw) {
+      if (!(data instanceof Uint8Array) || data.length !== t.byteSize) {
+        throw new GgufError(path, `tensor ${spec.name}: raw data must be a Uint8Array of ${t.byteSize} bytes`);
       }
-      const pad = (alignment - (t.byteSize % alignment)) % alignment;
-      if (pad) await fh.write(zeros, 0, pad);
+      yield data;
+    } else {
+      if (!(data instanceof Float32Array) || data.length !== t.nElements) {
+        throw new GgufError(
+          path,
+          `tensor ${spec.name}: expected a Float32Array of ${t.nElements} values, got ${data instanceof Float32Array ? data.length : typeof data}`,
+        );
+      }
+      // CONVERT_CHUNK is a multiple of the Q8_0 block, and so is the element count.
+      for (let start = 0; start < t.nElements; start += CONVERT_CHUNK) {
+        const n = Math.min(CONVERT_CHUNK, t.nElements - start);
+        yield convertChunk(spec.type, data, start, n);
+      }
     }
-    await fh.sync();
-    ok = true;
-  } finally {
-    await fh.close();
-    if (!ok) await rm(tmp, { force: true });
+    const pad = (alignment - (t.byteSize % alignment)) % alignment;
+    if (pad) yield zeros.subarray(0, pad);
   }
-  await rename(tmp, path);
 }
 
