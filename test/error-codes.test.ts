@@ -460,12 +460,17 @@ const CELLS: Record<ErrorCode, Cells> = {
       exit: { status: EXIT.PARTIAL, partial: "score finished and its one item failed: exit 3 (EXIT.PARTIAL), as for any failed item" },
     },
     http: {
-      request: async () => inject(await otherServer({ engine: await overflow() }), "POST", "/v1/score", { items: [ITEM] }),
+      // the item's own result says non_finite; the request, none of whose items scored, is answered invalid_input
+      request: async () => {
+        const r = await inject(await otherServer({ engine: await overflow() }), "POST", "/v1/score", { items: [ITEM] });
+        expect((r.body as { results?: Array<{ code?: string }> }).results?.[0]?.code).toBe("non_finite");
+        return r;
+      },
       message: /body\/items\/0: the model computed non-finite logits/,
       got: {
         status: 400,
         code: "invalid_input",
-        because: "failIfNoneScored (src/server/routes/score.ts) answers a request none of whose items scored with too_long when all were too long, else invalid_input 400; per-item results carry no code",
+        because: "failIfNoneScored (src/server/routes/score.ts) answers a request none of whose items scored with too_long (413) when all were too long, else invalid_input (400), not the items' code (non_finite, 422)",
       },
     },
   },
