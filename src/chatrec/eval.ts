@@ -20,7 +20,7 @@ import type { Recommender } from "../recsys/base.js";
 import { InvalidArgumentError } from "../recsys/errors.js";
 import type { Interactions } from "../recsys/interactions.js";
 import type { ItemCatalog } from "../recsys/items.js";
-import { evaluateRatings, hitRateAtK, ndcgAtK, precisionAtK, recallAtK, type RankingMetrics } from "../recsys/ranking-metrics.js";
+import { addRankingMetrics as addMetrics, evaluateRatings, type RankingMetrics } from "../recsys/ranking-metrics.js";
 import { BiasedMfPredictor } from "../recsys/mf.js";
 import { Rng } from "../recsys/seed.js";
 import { leaveLastOut, randomSplit } from "../recsys/split.js";
@@ -143,16 +143,6 @@ function userCases(train: Interactions, test: Interactions, minRating: number): 
     if (rel.size > 0) out.push({ u, seen, relevant: rel });
   }
   return out;
-}
-
-function addMetrics(sums: Record<number, RankingMetrics>, ranked: ArrayLike<number>, relevant: Set<number>, ks: number[]): void {
-  for (const k of ks) {
-    const s = sums[k];
-    s.precision += precisionAtK(ranked, relevant, k);
-    s.recall += recallAtK(ranked, relevant, k);
-    s.ndcg += ndcgAtK(ranked, relevant, k);
-    s.hitRate += hitRateAtK(ranked, relevant, k);
-  }
 }
 
 function average(sums: Record<number, RankingMetrics>, n: number, ks: number[]): Record<number, RankingMetrics> {

@@ -112,6 +112,17 @@ export interface RankingMetrics {
   hitRate: number;
 }
 
+/** Adds one user's precision, recall, NDCG and hit rate at each K of `ks` to `sums[K]` (to be averaged over the users). */
+export function addRankingMetrics<T>(sums: Record<number, RankingMetrics>, ranked: ArrayLike<T>, relevant: ReadonlySet<T>, ks: readonly number[]): void {
+  for (const k of ks) {
+    const s = sums[k];
+    s.precision += precisionAtK(ranked, relevant, k);
+    s.recall += recallAtK(ranked, relevant, k);
+    s.ndcg += ndcgAtK(ranked, relevant, k);
+    s.hitRate += hitRateAtK(ranked, relevant, k);
+  }
+}
+
 /** Result of {@link evaluateRanking}. */
 export interface RankingReport {
   /** Model kind. */
@@ -227,13 +238,7 @@ export function evaluateRanking(
     const scores = model.scoreUserIndex(mu);
     const ranked = topK(scores, maxK, (i) => excluded[i] === 0);
     for (const i of seen) if (i >= 0) excluded[i] = 0;
-    for (const k of ks) {
-      const s = sums[k];
-      s.precision += precisionAtK(ranked, relevant, k);
-      s.recall += recallAtK(ranked, relevant, k);
-      s.ndcg += ndcgAtK(ranked, relevant, k);
-      s.hitRate += hitRateAtK(ranked, relevant, k);
-    }
+    addRankingMetrics(sums, ranked, relevant, ks);
     users++;
   }
   const at: Record<number, RankingMetrics> = {};
