@@ -77,8 +77,8 @@ export const ADDON_TESTS = [
 const NEEDS_A_BUILD = /\bEngine\.load\b|\bloadBinding\b|\bquantize(Model|Command)\b|node-llama-cpp|["'/]dist["'/]|node:child_process|\brun(Cli|Node)\b/;
 
 /**
- * Throws unless every test/**\/*.test.ts file is in exactly one of UNIT_TESTS and ADDON_TESTS, each
- * listed file exists, and no unit test's text names what needs a build (NEEDS_A_BUILD).
+ * Throws unless every test/**\/*.test.ts file is in exactly one of UNIT_TESTS and ADDON_TESTS and no
+ * unit test's text names what needs a build (NEEDS_A_BUILD); warns about listed files that do not exist.
  */
 export function checkTestSets(): void {
   const files = (readdirSync(`${root}/test`, { recursive: true }) as string[])
@@ -91,7 +91,8 @@ export function checkTestSets(): void {
     if (n === 0) problems.push(`${f} is in neither UNIT_TESTS nor ADDON_TESTS`);
     if (n > 1) problems.push(`${f} is listed ${n} times`);
   }
-  for (const f of [...UNIT_TESTS, ...ADDON_TESTS]) if (!files.includes(f)) problems.push(`${f} is listed but does not exist`);
+  // a listed file that does not exist (renamed, removed, or not written yet) runs nothing: said, not fatal
+  for (const f of [...UNIT_TESTS, ...ADDON_TESTS]) if (!files.includes(f)) console.warn(`test/vitest.config.ts: ${f} is listed but does not exist`);
   for (const f of UNIT_TESTS.filter((u) => files.includes(u))) {
     const m = NEEDS_A_BUILD.exec(readFileSync(`${root}/${f}`, "utf8"));
     if (m) problems.push(`${f} is in UNIT_TESTS but uses ${m[0]} (move it to ADDON_TESTS)`);
