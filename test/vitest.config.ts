@@ -25,6 +25,7 @@ export const UNIT_TESTS = [
   "test/io-csv.test.ts",
   "test/io-jsonl.test.ts",
   "test/io-table.test.ts",
+  "test/layers.test.ts",
   "test/metrics.test.ts",
   "test/plan.test.ts",
   "test/prompt.test.ts",
