@@ -56,6 +56,22 @@ export const defaultInit: LlamaInit = { embd: 1, qk: 1.5, proj: 1, head: 3, norm
 /** Preset names accepted wherever a spec is. */
 export type LlamaPresetName = "tiny" | "tiny-f16" | "bench";
 
+/** The `tiny` preset; `tiny-f16` is the same with F16 matrices. */
+const TINY: LlamaModelSpec = {
+  name: "tallrec-synth-tiny",
+  nEmbd: 64,
+  nLayer: 2,
+  nHead: 4,
+  nHeadKv: 2,
+  nFf: 172,
+  nCtxTrain: 2048,
+  ropeFreqBase: 10000,
+  rmsEps: 1e-5,
+  matrixType: "F32",
+  seed: 1234,
+  init: defaultInit,
+};
+
 /**
  * Presets (the 32000×n_embd embedding and output matrices dominate the size):
  * - `tiny`: n_embd 64, 2 layers, 4 heads / 2 KV heads (head dim 16), n_ff 172, F32, about 16.8 MB;
@@ -64,34 +80,8 @@ export type LlamaPresetName = "tiny" | "tiny-f16" | "bench";
  *   about 155M parameters, about 311 MB.
  */
 export const LLAMA_PRESETS: Readonly<Record<LlamaPresetName, LlamaModelSpec>> = {
-  tiny: {
-    name: "tallrec-synth-tiny",
-    nEmbd: 64,
-    nLayer: 2,
-    nHead: 4,
-    nHeadKv: 2,
-    nFf: 172,
-    nCtxTrain: 2048,
-    ropeFreqBase: 10000,
-    rmsEps: 1e-5,
-    matrixType: "F32",
-    seed: 1234,
-    init: defaultInit,
-  },
-  "tiny-f16": {
-    name: "tallrec-synth-tiny-f16",
-    nEmbd: 64,
-    nLayer: 2,
-    nHead: 4,
-    nHeadKv: 2,
-    nFf: 172,
-    nCtxTrain: 2048,
-    ropeFreqBase: 10000,
-    rmsEps: 1e-5,
-    matrixType: "F16",
-    seed: 1234,
-    init: defaultInit,
-  },
+  tiny: TINY,
+  "tiny-f16": { ...TINY, name: "tallrec-synth-tiny-f16", matrixType: "F16" },
   bench: {
     name: "tallrec-synth-bench",
     nEmbd: 1024,
