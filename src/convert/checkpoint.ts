@@ -2,10 +2,11 @@
  * Finding and opening the weight files of a Hugging Face checkpoint directory: safetensors or
  * PyTorch `.bin`, single-file or sharded (with a `*.index.json` weight map).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 import { ConvertError } from "./errors.js";
+import { readJsonFile } from "./fileio.js";
 import { openSafetensors } from "./safetensors.js";
 import type { SourceTensor } from "./tensor.js";
 import { openTorchCheckpoint } from "./torch.js";
@@ -36,12 +37,7 @@ export interface CheckpointWeights {
 
 function fromIndex(dir: string, indexName: string): CheckpointWeights {
   const indexPath = join(dir, indexName);
-  let index: { weight_map?: Record<string, string> };
-  try {
-    index = JSON.parse(readFileSync(indexPath, "utf8")) as typeof index;
-  } catch (e) {
-    throw new ConvertError(indexPath, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
-  }
+  const index = readJsonFile(indexPath) as { weight_map?: Record<string, string> };
   const map = index.weight_map;
   if (!map || typeof map !== "object") throw new ConvertError(indexPath, "no weight_map");
   const shards = [...new Set(Object.values(map))];

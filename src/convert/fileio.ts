@@ -1,7 +1,7 @@
 /**
  * Bounded, synchronous reads from files, and atomic writes (temporary file renamed when complete).
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 
 import { ConvertError } from "./errors.js";
 
@@ -49,6 +49,30 @@ export class RandomAccessFile {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
+}
+
+/**
+ * The parsed contents of the JSON file `path`.
+ *
+ * @throws {ConvertError} `invalid JSON: ...` when it cannot be read or parsed.
+ */
+export function readJsonFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
+  }
+}
+
+/**
+ * The JSON object in the file `path`.
+ *
+ * @throws {ConvertError} when it cannot be read or parsed, or holds something else than an object.
+ */
+export function readJsonObject(path: string): Record<string, unknown> {
+  const v = readJsonFile(path);
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConvertError(path, "expected a JSON object");
+  return v as Record<string, unknown>;
 }
 
 /** Opens `path`, runs `fn`, closes the file. */

@@ -14,7 +14,7 @@
  * user scale 1 equals PEFT's. Per-module `rank_pattern` / `alpha_pattern` entries that one
  * alpha cannot express are folded into lora_B.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { getMetadataNumber, getMetadataString, openGgufSync, type GgufFile } from "../gguf/reader.js";
@@ -23,6 +23,7 @@ import { GgmlType, GgufError } from "../gguf/types.js";
 import { gv, kv, writeGguf, type GgufTensorSpec } from "../gguf/writer.js";
 import { openWeightFile } from "./checkpoint.js";
 import { ConvertError } from "./errors.js";
+import { readJsonObject } from "./fileio.js";
 import { compilePatternKey, PatternError, type PatternKey } from "./pattern.js";
 import { permuteQkRows } from "./permute.js";
 import { printable } from "../printable.js";
@@ -103,13 +104,7 @@ type Json = Record<string, unknown>;
 export function readPeftConfig(dir: string): PeftLoraConfig {
   const path = join(dir, "adapter_config.json");
   if (!existsSync(path)) throw new ConvertError(dir, "no adapter_config.json: not a PEFT adapter directory");
-  let c: Json;
-  try {
-    c = JSON.parse(readFileSync(path, "utf8")) as Json;
-  } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
-  }
-  if (typeof c !== "object" || c === null || Array.isArray(c)) throw new ConvertError(path, "expected a JSON object");
+  const c = readJsonObject(path);
   if (c.peft_type !== undefined && c.peft_type !== "LORA") throw new ConvertError(path, `peft_type ${JSON.stringify(c.peft_type)} is not supported (only LORA)`, "unsupported");
   const r = c.r;
   if (typeof r !== "number" || !Number.isInteger(r) || r < 1) throw new ConvertError(path, `r must be a positive integer, got ${JSON.stringify(r)}`);

@@ -3,13 +3,14 @@
  * PyTorch weights, sharded or not, SentencePiece or tokenizer.json) to a GGUF model with the
  * tensor names, shapes, metadata and q/k row permutation of llama.cpp's convert_hf_to_gguf.py.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { GgmlType, GgufValueType, type GgufMetadataEntry } from "../gguf/types.js";
 import { gv, kv, writeGguf, type GgufTensorSpec } from "../gguf/writer.js";
 import { openModelWeights } from "./checkpoint.js";
 import { ConvertError } from "./errors.js";
+import { readJsonFile } from "./fileio.js";
 import { permuteQkRows } from "./permute.js";
 import { DTYPE_BYTES, isFloatDType, readTensorAsF32, shapeText, type SourceTensor } from "./tensor.js";
 import { loadHfTokenizer, type GgufVocab } from "./tokenizer.js";
@@ -65,12 +66,7 @@ type Json = Record<string, unknown>;
 export function readLlamaConfig(dir: string): LlamaHparams {
   const path = join(dir, "config.json");
   if (!existsSync(path)) throw new ConvertError(dir, "no config.json: not a Hugging Face checkpoint directory");
-  let c: Json;
-  try {
-    c = JSON.parse(readFileSync(path, "utf8")) as Json;
-  } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
-  }
+  let c = readJsonFile(path) as Json;
   if ("text_config" in c && typeof c.text_config === "object" && c.text_config) c = { ...c, ...(c.text_config as Json) };
   const archs = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
   const isLlama = archs.some((a) => a === "LlamaForCausalLM" || a === "LLaMAForCausalLM") || (archs.length === 0 && c.model_type === "llama");

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { ConvertError } from "./errors.js";
+import { readJsonObject } from "./fileio.js";
 import { parseSentencePieceModel, SentencePieceType } from "./sentencepiece.js";
 
 /** A vocabulary ready for GGUF. */
@@ -32,15 +33,7 @@ export interface GgufVocab {
 type Json = Record<string, unknown>;
 
 function readJson(path: string): Json | undefined {
-  if (!existsSync(path)) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new ConvertError(path, `invalid JSON: ${(e as Error).message}`, "invalid_file", { cause: e });
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConvertError(path, "expected a JSON object");
-  return v as Json;
+  return existsSync(path) ? readJsonObject(path) : undefined;
 }
 
 /** A special token's text in tokenizer_config.json: a string or `{ "content": ... }`. */
