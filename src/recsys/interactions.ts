@@ -16,42 +16,64 @@ import { InvalidArgumentError, UnknownIdError } from "./errors.js";
 export type Id = string | number;
 
 /**
- * Immutable bijection between external ids and dense indices `0..size-1`
- * (in first-seen order).
+ * A read-only map from external user or item ids to values, filled once by
+ * its subclass's constructor: the lookups {@link IdIndex} and `ItemCatalog`
+ * share.
  */
-export class IdIndex {
-  /** Whether this index holds user or item ids (used in error messages). */
+export abstract class IdMap<V> {
+  /** Whether the ids are user or item ids (used in error messages). */
   readonly kind: "user" | "item";
-  private readonly map: Map<string, number>;
-  private readonly list: readonly string[];
+  protected readonly byId = new Map<string, V>();
 
-  /** @throws InvalidArgumentError on a duplicate id. */
-  constructor(kind: "user" | "item", ids: Iterable<string>) {
+  protected constructor(kind: "user" | "item") {
     this.kind = kind;
-    const list: string[] = [];
-    const map = new Map<string, number>();
-    for (const id of ids) {
-      if (map.has(id)) throw new InvalidArgumentError(`duplicate ${kind} id ${JSON.stringify(id)} in IdIndex`);
-      map.set(id, list.length);
-      list.push(id);
-    }
-    this.map = map;
-    this.list = Object.freeze(list);
+  }
+
+  /** Adds an entry. @throws InvalidArgumentError on a duplicate id, naming the collection `where`. */
+  protected put(id: string, value: V, where: string): void {
+    if (this.byId.has(id)) throw new InvalidArgumentError(`duplicate ${this.kind} id ${JSON.stringify(id)} in ${where}`);
+    this.byId.set(id, value);
   }
 
   /** Number of ids. */
   get size(): number {
-    return this.list.length;
+    return this.byId.size;
   }
 
   /** Whether `id` is known. */
   has(id: Id): boolean {
-    return this.map.has(String(id));
+    return this.byId.has(String(id));
   }
 
-  /** Dense index of `id`, or `undefined` when unknown. */
-  get(id: Id): number | undefined {
-    return this.map.get(String(id));
+  /** The value of `id`, or `undefined` when unknown. */
+  get(id: Id): V | undefined {
+    return this.byId.get(String(id));
+  }
+
+  /** The value of `id`. @throws UnknownIdError when unknown (saying `context`, when given). */
+  protected lookup(id: Id, context?: string): V {
+    const v = this.byId.get(String(id));
+    if (v === undefined) throw new UnknownIdError(this.kind, String(id), context);
+    return v;
+  }
+}
+
+/**
+ * Immutable bijection between external ids and dense indices `0..size-1`
+ * (in first-seen order).
+ */
+export class IdIndex extends IdMap<number> {
+  private readonly list: readonly string[];
+
+  /** @throws InvalidArgumentError on a duplicate id. */
+  constructor(kind: "user" | "item", ids: Iterable<string>) {
+    super(kind);
+    const list: string[] = [];
+    for (const id of ids) {
+      this.put(id, list.length, "IdIndex");
+      list.push(id);
+    }
+    this.list = Object.freeze(list);
   }
 
   /**
@@ -59,9 +81,7 @@ export class IdIndex {
    * @throws UnknownIdError when the id is unknown.
    */
   indexOf(id: Id): number {
-    const i = this.map.get(String(id));
-    if (i === undefined) throw new UnknownIdError(this.kind, String(id));
-    return i;
+    return this.lookup(id);
   }
 
   /** External id at dense index `index`. @throws InvalidArgumentError when out of range. */
@@ -202,19 +222,18 @@ export class InteractionsBuilder {
 
   private grow(): void {
     const cap = this.userIdx.length * 2;
-    const u = new Int32Array(cap);
-    u.set(this.userIdx);
-    this.userIdx = u;
-    const i = new Int32Array(cap);
-    i.set(this.itemIdx);
-    this.itemIdx = i;
-    const r = new Float32Array(cap);
-    r.set(this.ratings);
-    this.ratings = r;
-    const t = new Float64Array(cap);
-    t.set(this.timestamps);
-    this.timestamps = t;
+    this.userIdx = grown(this.userIdx, cap);
+    this.itemIdx = grown(this.itemIdx, cap);
+    this.ratings = grown(this.ratings, cap);
+    this.timestamps = grown(this.timestamps, cap);
   }
+}
+
+/** A copy of `a` in a new array of the same type and length `cap`. */
+function grown<A extends Int32Array | Float32Array | Float64Array>(a: A, cap: number): A {
+  const out = new (a.constructor as new (length: number) => A)(cap);
+  out.set(a);
+  return out;
 }
 
 function intern(map: Map<string, number>, list: string[], id: string): number {

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { InvalidArgumentError, UnknownIdError } from "./errors.js";
-import type { Id } from "./interactions.js";
+import { InvalidArgumentError } from "./errors.js";
+import { type Id, IdMap } from "./interactions.js";
 
 /** Metadata of one item. */
 export interface ItemInfo {
@@ -25,40 +25,22 @@ export interface ItemInfo {
 }
 
 /** An immutable collection of {@link ItemInfo} keyed by item id. */
-export class ItemCatalog implements Iterable<ItemInfo> {
-  private readonly byId = new Map<string, ItemInfo>();
+export class ItemCatalog extends IdMap<ItemInfo> implements Iterable<ItemInfo> {
   private readonly folded: { key: string; info: ItemInfo }[] = [];
 
   /** @throws InvalidArgumentError on a duplicate id. */
   constructor(items: Iterable<ItemInfo>) {
+    super("item");
     for (const info of items) {
-      if (this.byId.has(info.id)) throw new InvalidArgumentError(`duplicate item id ${JSON.stringify(info.id)} in ItemCatalog`);
       const frozen = Object.freeze({ ...info, genres: Object.freeze([...info.genres]) });
-      this.byId.set(info.id, frozen);
+      this.put(info.id, frozen, "ItemCatalog");
       this.folded.push({ key: foldTitle(info.title), info: frozen });
     }
   }
 
-  /** Number of items. */
-  get size(): number {
-    return this.byId.size;
-  }
-
-  /** Whether the catalog holds `id`. */
-  has(id: Id): boolean {
-    return this.byId.has(String(id));
-  }
-
-  /** Metadata of `id`, or `undefined`. */
-  get(id: Id): ItemInfo | undefined {
-    return this.byId.get(String(id));
-  }
-
   /** Metadata of `id`. @throws UnknownIdError when absent. */
   require(id: Id): ItemInfo {
-    const info = this.byId.get(String(id));
-    if (!info) throw new UnknownIdError("item", String(id), "not in the item catalog");
-    return info;
+    return this.lookup(id, "not in the item catalog");
   }
 
   /** Title of `id`. @throws UnknownIdError when absent. */
