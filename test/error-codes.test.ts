@@ -385,10 +385,6 @@ const CELLS: Record<ErrorCode, Cells> = {
     cli: {
       run: async () => runCli(["chat", "--user", "99999", "--data", (await syntheticMovieLens()).dir, "-m", m.tiny]),
       message: /unknown user "99999": not in the interaction data/,
-      exit: {
-        status: EXIT.USAGE,
-        because: "src/cli/commands/chat.ts turns every ChatRecError raised while loading the data and the user into CliError(message, EXIT.USAGE): exit 2, not 1",
-      },
     },
     http: { request: () => post("/v1/chat", { user: 99999, message: "hi" }), message: /unknown user "99999"/ },
   },
@@ -442,15 +438,17 @@ const CELLS: Record<ErrorCode, Cells> = {
   unsupported: {
     library: { throws: async () => convertHfModel(await yarnCheckpoint(), join(dir, "yarn.gguf")), message: /rope scaling "yarn" is not supported/ },
     cli: { run: async () => runCli(["convert-model", await yarnCheckpoint(), "-o", join(dir, "yarn-cli.gguf")]), message: /rope scaling "yarn" is not supported/ },
-    http: {
-      request: () => inject(app, "POST", "/v1/score", "<items/>", { "content-type": "application/xml" }),
-      message: /./,
-      got: {
-        status: 415,
-        code: "unsupported",
-        because: "src/server/app.ts's error handler answers Fastify's own refusals with Fastify's status (415 for a content type it cannot parse) and frameworkCode(415) = unsupported, whose status in ERROR_CODES is 400",
-      },
-    },
+    http: { na: "no route converts files: a checkpoint feature is unsupported only in the converters (an unsupported content type is unsupported_media_type)" },
+  },
+  unsupported_media_type: {
+    library: { na: "the library takes no request bodies" },
+    cli: { na: "the CLI reads files by their format (CSV, JSONL, TALLRec JSON), not by a declared content type" },
+    http: { request: () => inject(app, "POST", "/v1/score", "<items/>", { "content-type": "application/xml" }), message: /./ },
+  },
+  uri_too_long: {
+    library: { na: "the library takes no URLs" },
+    cli: { na: "the CLI takes no URLs" },
+    http: { request: () => inject(app, "GET", `/v1/chat/${"s".repeat(101)}`), message: /a path parameter is longer than 100 characters/ },
   },
   non_finite: {
     library: { perItem: async () => (await overflow()).score([ITEM]), message: /the model computed non-finite logits/ },
@@ -654,7 +652,7 @@ const CELLS: Record<ErrorCode, Cells> = {
   },
   internal: {
     // internal is what any error without a code becomes: these are the unclassified failures found today
-    library: { throws: () => engine.score([ITEM], { signal: "not a signal" as never }), message: /throwIfAborted is not a function/ },
+    library: { na: "every error the library raises carries a code; internal is what codeOf says of a foreign exception (a bug), tested through the CLI and HTTP below" },
     cli: { run: () => runCli(["batch", join(dir, "bad-row.jsonl"), "-o", join(dir, "no-such-folder", "out.csv"), "-m", m.tiny]), message: /ENOENT: no such file or directory, open '.*no-such-folder/ },
     http: {
       // a stand-in for a bug: an engine whose scoring throws a plain Error; its message is not shown
@@ -700,7 +698,9 @@ const RAISED_BY: Record<ErrorCode, string> = {
   unauthorized: "every route but /health on a server with an API key (`tallrec serve --api-key`)",
   invalid_file: "a malformed or truncated GGUF, adapter, checkpoint or recommender file (Engine.load, loadAdapter, converters, `tallrec inspect`); `POST /v1/adapters`",
   invalid_data: "a malformed row of a data file (recsys loaders, Chat-REC data); a malformed row of `tallrec batch` (per item)",
-  unsupported: "converters given a model or adapter feature they do not convert; a request body of a content type the server does not read",
+  unsupported: "converters given a model or adapter feature they do not convert (e.g. YaRN rope scaling)",
+  unsupported_media_type: "a request body of a content type the server does not read",
+  uri_too_long: "a path parameter over 100 characters (e.g. a chat session id)",
   non_finite: "a score whose logits are not finite (per item): weights or an adapter scale that overflow",
   backend: 'llama.cpp or the addon failing (a failed decode, out of memory); `gpu: "cuda"` / `--gpu cuda` without a usable GPU',
   not_ready: "a recommender used before fit or load",

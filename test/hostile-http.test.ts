@@ -144,7 +144,7 @@ describe("every HTTP error has one shape (D14)", () => {
     const r = await call("DELETE", `/v1/adapters/${"a".repeat(101)}`);
     expect(r.status).toBe(414);
     errorShape(r.body, 414);
-    expect(r.body).toMatchObject({ error: "URI Too Long", code: "invalid_input" });
+    expect(r.body).toMatchObject({ error: "URI Too Long", code: "uri_too_long" });
     const chat = await call("GET", `/v1/chat/${"s".repeat(101)}`); // no chat service here: an unknown route
     expect([404, 414]).toContain(chat.status);
     errorShape(chat.body, chat.status);

@@ -299,6 +299,7 @@ export class Engine {
     if (!Array.isArray(inputs)) throw new TallrecError("invalid_input", "score() takes an array of prompts");
     if (inputs.length === 0) throw new TallrecError("empty", "score() needs at least one prompt (the batch is empty)");
     if (options === null || typeof options !== "object") throw new TallrecError("invalid_input", "options must be an object");
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TallrecError("invalid_input", "options.signal must be an AbortSignal");
     const rule = options.scoring ?? "softmax";
     assertScoringRule(rule);
     const group: ScoreGroup = { adapters: this.adapters.resolve(options.adapter), rule, share: options.share ?? true };

@@ -4,6 +4,7 @@
  * context's resident prefix.
  */
 import type { NativeModel, SamplingOptions } from "./native.js";
+import { TallrecError } from "../errors.js";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -48,10 +49,10 @@ export function formatChat(model: NativeModel, messages: readonly ChatMessage[])
 }
 
 export function checkMessages(messages: readonly ChatMessage[]): void {
-  if (!Array.isArray(messages) || messages.length === 0) throw new TypeError("messages must be a non-empty array of { role, content }");
+  if (!Array.isArray(messages) || messages.length === 0) throw new TallrecError("invalid_input", "messages must be a non-empty array of { role, content }");
   messages.forEach((m, i) => {
-    if (!m || !["system", "user", "assistant"].includes(m.role)) throw new TypeError(`messages[${i}].role must be "system", "user" or "assistant"`);
-    if (typeof m.content !== "string") throw new TypeError(`messages[${i}].content must be a string`);
+    if (!m || !["system", "user", "assistant"].includes(m.role)) throw new TallrecError("invalid_input", `messages[${i}].role must be "system", "user" or "assistant"`);
+    if (typeof m.content !== "string") throw new TallrecError("invalid_input", `messages[${i}].content must be a string`);
   });
 }
 
@@ -60,7 +61,7 @@ export function checkGenerateOptions(o: GenerateOptions): void {
     const v = o[k];
     if (v === undefined) return;
     if (typeof v !== "number" || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
-      throw new TypeError(`${k} must be ${integer ? "an integer" : "a number"} >= ${min}`);
+      throw new TallrecError("invalid_input", `${k} must be ${integer ? "an integer" : "a number"} >= ${min}`);
     }
   };
   num("maxTokens", 0, true);
@@ -70,8 +71,8 @@ export function checkGenerateOptions(o: GenerateOptions): void {
   num("minP", 0);
   num("repeatPenalty", 0);
   num("seed", 0, true);
-  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string"))) throw new TypeError("stop must be an array of strings");
-  if (o.onText !== undefined && typeof o.onText !== "function") throw new TypeError("onText must be a function");
+  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string"))) throw new TallrecError("invalid_input", "stop must be an array of strings");
+  if (o.onText !== undefined && typeof o.onText !== "function") throw new TallrecError("invalid_input", "onText must be a function");
 }
 
 /** L2-normalizes an embedding in place (cosine similarity is then a dot product). */

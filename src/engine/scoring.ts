@@ -1,6 +1,7 @@
 /**
  * Scoring rules: from the logits of the two answer tokens to the probability of "Yes".
  */
+import { TallrecError } from "../errors.js";
 
 /**
  * - `softmax`: softmax over the two answer logits, `pYes = 1 / (1 + exp(logitNo - logitYes))`.
@@ -26,7 +27,7 @@ export function sigmoid(x: number): number {
  */
 export function probabilityYes(rule: ScoringRule, logitYes: number, logitNo: number, lse?: number): number {
   if (rule === "softmax") return sigmoid(logitYes - logitNo);
-  if (lse === undefined || !Number.isFinite(lse)) throw new Error("tallrec-compat scoring needs the log-sum-exp of the logit row");
+  if (lse === undefined || !Number.isFinite(lse)) throw new TallrecError("internal", "tallrec-compat scoring needs the log-sum-exp of the logit row");
   const pYes = Math.exp(logitYes - lse);
   const pNo = Math.exp(logitNo - lse);
   return sigmoid(pYes - pNo);
@@ -34,6 +35,6 @@ export function probabilityYes(rule: ScoringRule, logitYes: number, logitNo: num
 
 export function assertScoringRule(rule: unknown): asserts rule is ScoringRule {
   if (!SCORING_RULES.includes(rule as ScoringRule)) {
-    throw new TypeError(`scoring must be one of ${SCORING_RULES.map((r) => JSON.stringify(r)).join(", ")}, not ${JSON.stringify(rule)}`);
+    throw new TallrecError("invalid_input", `scoring must be one of ${SCORING_RULES.map((r) => JSON.stringify(r)).join(", ")}, not ${JSON.stringify(rule)}`);
   }
 }

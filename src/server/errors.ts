@@ -46,7 +46,8 @@ export class HttpError extends TallrecError {
 export function frameworkCode(status: number): ErrorCode {
   if (status === 404) return "not_found";
   if (status === 413) return "too_large";
-  if (status === 415) return "unsupported";
+  if (status === 414) return "uri_too_long";
+  if (status === 415) return "unsupported_media_type";
   return status >= 500 ? "internal" : "invalid_input";
 }
 /** The subset of an Ajv error object the formatter reads. */

@@ -162,7 +162,8 @@ export class ServerState {
         throw new HttpError("queue_full", `${e.message}; retry after ${e.retryAfterSeconds} s`, { retryAfterSeconds: e.retryAfterSeconds });
       }
       if (code === "unknown_adapter") throw new HttpError("unknown_adapter", `body/adapter: ${(err as Error).message}`);
-      throw HttpError.from(err);
+      // anything else keeps its code; an unexpected error goes to the app's handler as it is (logged, answered with the request id)
+      throw code === "internal" ? err : HttpError.from(err);
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener("abort", onClientAbort);

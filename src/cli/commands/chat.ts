@@ -233,7 +233,8 @@ ${HELP}`,
           log(`saved ${recommender.kind} to ${o.saveRecommender}`);
         }
       } catch (err) {
-        if (err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE);
+        // the data and the user come from the command line: a usage error, with the error's own code
+        if (err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE, err.code);
         throw err;
       }
       const engine = await loadEngine(o, o);
@@ -254,10 +255,8 @@ ${HELP}`,
           coldStart: o.coldStart ? {} : false,
           history: { recent: o.history },
         });
+        // a ChatRecError mid-session reaches main as it is: one line, and the exit status of its code
         await runChat(chat, o.user, { input: process.stdin, output: process.stdout, json: o.json, greeting: o.greeting, interactive: !!process.stdin.isTTY && !!process.stdout.isTTY });
-      } catch (err) {
-        if (err instanceof ChatRecError) throw new CliError(err.message);
-        throw err;
       } finally {
         await engine.close();
       }

@@ -91,7 +91,7 @@ Examples:
       try {
         data = await loadData(o.data ? { ml100k: o.data } : { ratings: o.ratings, items: o.items });
       } catch (err) {
-        if (err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE);
+        if (err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE, err.code);
         throw err;
       }
       log(`data: ${data.description}: ${data.interactions.length} interactions, ${data.interactions.users.size} users, ${data.catalog.size} items`);
@@ -124,7 +124,7 @@ Examples:
         });
         progress?.finish();
       } catch (err) {
-        if (err instanceof RecsysError || err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE);
+        if (err instanceof RecsysError || err instanceof ChatRecError) throw new CliError(err.message, EXIT.USAGE, err.code);
         throw err;
       } finally {
         await engine?.close();
