@@ -201,6 +201,14 @@ function* csvTable<K extends string>(
   if (!col) throw new DataFormatError(file, 1, "header", "file is empty: expected a header row");
 }
 
+/** The integer fields of a `u.data` row, in order: name, the test a value must pass, and the error's "expected ...". */
+const U_DATA_FIELDS: ReadonlyArray<readonly [field: string, valid: (v: number) => boolean, expected: string]> = [
+  ["user", (v) => v >= 1, "expected a positive integer id"],
+  ["item", (v) => v >= 1, "expected a positive integer id"],
+  ["rating", (v) => v >= 1 && v <= 5, "expected an integer from 1 to 5"],
+  ["timestamp", (v) => v >= 0, "expected a non-negative integer (unix seconds)"],
+];
+
 /**
  * Parses MovieLens-100K `u.data`: one `user \t item \t rating \t timestamp`
  * row per line. User and item ids are positive integers, ratings integers
@@ -215,27 +223,17 @@ export function parseMovieLensRatings(input: string | Buffer, options: ParseOpti
       report(new DataFormatError(file, line, "row", `expected 4 tab-separated fields, found ${f.length}`, text), options);
       continue;
     }
-    const [user, item, rating, ts] = f;
-    const u = parseInteger(user);
-    if (u === undefined || u < 1) {
-      report(new DataFormatError(file, line, "user", "expected a positive integer id", user), options);
-      continue;
+    const values: number[] = [];
+    for (const [c, [field, valid, expected]] of U_DATA_FIELDS.entries()) {
+      const v = parseInteger(f[c]);
+      if (v === undefined || !valid(v)) {
+        report(new DataFormatError(file, line, field, expected, f[c]), options);
+        break;
+      }
+      values.push(v);
     }
-    const i = parseInteger(item);
-    if (i === undefined || i < 1) {
-      report(new DataFormatError(file, line, "item", "expected a positive integer id", item), options);
-      continue;
-    }
-    const r = parseInteger(rating);
-    if (r === undefined || r < 1 || r > 5) {
-      report(new DataFormatError(file, line, "rating", "expected an integer from 1 to 5", rating), options);
-      continue;
-    }
-    const t = parseInteger(ts);
-    if (t === undefined || t < 0) {
-      report(new DataFormatError(file, line, "timestamp", "expected a non-negative integer (unix seconds)", ts), options);
-      continue;
-    }
+    if (values.length < U_DATA_FIELDS.length) continue;
+    const [u, i, r, t] = values;
     b.add(String(u), String(i), r, t);
   }
   return b.build();
@@ -278,6 +276,14 @@ export function parseInteractionsCsv(input: string | Buffer, options: Interactio
     rating: c.rating === undefined ? "rating" : c.rating,
     timestamp: c.timestamp === undefined ? "timestamp" : c.timestamp,
   };
+  /** The number in the optional column (`fallback` when it is not read), or undefined, reported, when not a number. */
+  const numberOr = (fields: string[], line: number, pos: number, column: "rating" | "timestamp", fallback: number): number | undefined => {
+    const name = names[column];
+    if (name === null) return fallback;
+    const v = parseNumber(fields[pos]);
+    if (v === undefined) report(new DataFormatError(file, line, name, "expected a number", fields[pos]), options);
+    return v;
+  };
   const b = new InteractionsBuilder();
   for (const { line, fields, col: pos } of csvTable(input, names, file, options)) {
     const user = fields[pos.user].trim();
@@ -290,24 +296,10 @@ export function parseInteractionsCsv(input: string | Buffer, options: Interactio
       report(new DataFormatError(file, line, names.item, "empty item id"), options);
       continue;
     }
-    let rating = 1;
-    if (names.rating !== null) {
-      const v = parseNumber(fields[pos.rating]);
-      if (v === undefined) {
-        report(new DataFormatError(file, line, names.rating, "expected a number", fields[pos.rating]), options);
-        continue;
-      }
-      rating = v;
-    }
-    let timestamp = line;
-    if (names.timestamp !== null) {
-      const v = parseNumber(fields[pos.timestamp]);
-      if (v === undefined) {
-        report(new DataFormatError(file, line, names.timestamp, "expected a number", fields[pos.timestamp]), options);
-        continue;
-      }
-      timestamp = v;
-    }
+    const rating = numberOr(fields, line, pos.rating, "rating", 1);
+    if (rating === undefined) continue;
+    const timestamp = numberOr(fields, line, pos.timestamp, "timestamp", line);
+    if (timestamp === undefined) continue;
     b.add(user, item, rating, timestamp);
   }
   return b.build();
