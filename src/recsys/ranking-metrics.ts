@@ -32,17 +32,22 @@ function checkArgs<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k: number)
   void ranked;
 }
 
-/** Number of distinct relevant items among the first `k` of `ranked`. */
-export function hitsAtK<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k: number): number {
+/** The 0-based ranks, among the first `k` of `ranked`, of the relevant items' first occurrences. */
+function hitRanks<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k: number): number[] {
   const seen = new Set<T>();
-  let hits = 0;
+  const ranks: number[] = [];
   for (let r = 0; r < Math.min(k, ranked.length); r++) {
     const item = ranked[r];
     if (seen.has(item)) continue;
     seen.add(item);
-    if (relevant.has(item)) hits++;
+    if (relevant.has(item)) ranks.push(r);
   }
-  return hits;
+  return ranks;
+}
+
+/** Number of distinct relevant items among the first `k` of `ranked`. */
+export function hitsAtK<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k: number): number {
+  return hitRanks(ranked, relevant, k).length;
 }
 
 /** precision@K = hits@K / K. @throws InvalidArgumentError for K < 1 or an empty relevant set. */
@@ -70,14 +75,8 @@ export function hitRateAtK<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k:
  */
 export function ndcgAtK<T>(ranked: ArrayLike<T>, relevant: ReadonlySet<T>, k: number): number {
   checkArgs(ranked, relevant, k);
-  const seen = new Set<T>();
   let dcg = 0;
-  for (let r = 0; r < Math.min(k, ranked.length); r++) {
-    const item = ranked[r];
-    if (seen.has(item)) continue;
-    seen.add(item);
-    if (relevant.has(item)) dcg += 1 / Math.log2(r + 2);
-  }
+  for (const r of hitRanks(ranked, relevant, k)) dcg += 1 / Math.log2(r + 2);
   let idcg = 0;
   for (let r = 0; r < Math.min(k, relevant.size); r++) idcg += 1 / Math.log2(r + 2);
   return dcg / idcg;
