@@ -82,6 +82,19 @@ class ProtoReader {
   }
 }
 
+/** Calls `fn(field, value)` for each varint field (read as int32) of the message at [start, end) of `data`; skips the other fields. */
+function eachVarintField(data: Uint8Array, path: string, [start, end]: [number, number], fn: (field: number, value: number) => void): void {
+  const r = new ProtoReader(data, path, start, end);
+  while (r.pos < r.end) {
+    const t = Number(r.varint());
+    if ((t & 7) !== 0) {
+      r.skip(t & 7);
+      continue;
+    }
+    fn(t >>> 3, r.int32());
+  }
+}
+
 const utf8 = new TextDecoder("utf-8");
 
 /**
@@ -121,37 +134,19 @@ export function parseSentencePieceModel(data: Uint8Array, path: string): Sentenc
       }
       m.pieces.push(piece);
     } else if (field === 2 && wire === 2) {
-      const [s, e] = r.bytes();
-      const tr = new ProtoReader(data, path, s, e);
-      while (tr.pos < tr.end) {
-        const t = Number(tr.varint());
-        const f = t >>> 3;
-        if ((t & 7) !== 0) {
-          tr.skip(t & 7);
-          continue;
-        }
-        const v = tr.int32();
+      eachVarintField(data, path, r.bytes(), (f, v) => {
         if (f === 3) m.modelType = v;
         else if (f === 35) m.byteFallback = v !== 0;
         else if (f === 40) m.unkId = v;
         else if (f === 41) m.bosId = v;
         else if (f === 42) m.eosId = v;
         else if (f === 43) m.padId = v;
-      }
+      });
     } else if (field === 3 && wire === 2) {
-      const [s, e] = r.bytes();
-      const nr = new ProtoReader(data, path, s, e);
-      while (nr.pos < nr.end) {
-        const t = Number(nr.varint());
-        const f = t >>> 3;
-        if ((t & 7) !== 0) {
-          nr.skip(t & 7);
-          continue;
-        }
-        const v = nr.int32();
+      eachVarintField(data, path, r.bytes(), (f, v) => {
         if (f === 3) m.addDummyPrefix = v !== 0;
         else if (f === 4) m.removeExtraWhitespaces = v !== 0;
-      }
+      });
     } else {
       r.skip(wire);
     }
