@@ -175,6 +175,42 @@ export function readZipEntry(zip: ZipArchive, entry: ZipEntry): Uint8Array {
   }
 }
 
+/** What the local and the central header of an entry both say. */
+interface EntryFields {
+  version: number;
+  flags: number;
+  method: number;
+  crc: number;
+  compressedSize: number;
+  size: number;
+  nameLength: number;
+}
+
+/**
+ * Writes `f` and the extra field's length at `at`, where "version needed to extract" starts: 4 in
+ * a local header, 6 in a central one (the fields from there on are laid out alike in both).
+ */
+function writeEntryFields(view: DataView, at: number, f: EntryFields, extraLength: number): void {
+  view.setUint16(at, f.version, true);
+  view.setUint16(at + 2, f.flags, true);
+  view.setUint16(at + 4, f.method, true);
+  view.setUint32(at + 10, f.crc, true);
+  view.setUint32(at + 14, f.compressedSize, true);
+  view.setUint32(at + 18, f.size, true);
+  view.setUint16(at + 22, f.nameLength, true);
+  view.setUint16(at + 24, extraLength, true);
+}
+
+/** A ZIP64 extended-information extra field (header id 1) holding `values` as u64s, in order. */
+function zip64Extra(...values: number[]): Uint8Array {
+  const extra = new Uint8Array(4 + 8 * values.length);
+  const v = new DataView(extra.buffer);
+  v.setUint16(0, 1, true);
+  v.setUint16(2, 8 * values.length, true);
+  values.forEach((x, k) => v.setBigUint64(4 + 8 * k, BigInt(x), true));
+  return extra;
+}
+
 /** Options of {@link encodeZip}. */
 export interface ZipWriteOptions {
   /** Deflate these entries (by name); the rest are stored. */
@@ -206,15 +242,7 @@ export function encodeZip(files: ReadonlyArray<{ name: string; data: Uint8Array 
     const crc = zlib.crc32(file.data);
     const z64 = opts.zip64 ?? false;
     const headerOffset = offset;
-    let extra = new Uint8Array(0);
-    if (z64) {
-      extra = new Uint8Array(20);
-      const ev = new DataView(extra.buffer);
-      ev.setUint16(0, 1, true);
-      ev.setUint16(2, 16, true);
-      ev.setBigUint64(4, BigInt(file.data.length), true);
-      ev.setBigUint64(12, BigInt(body.length), true);
-    }
+    let extra = z64 ? zip64Extra(file.data.length, body.length) : new Uint8Array(0);
     if (opts.align && !deflate) {
       const unaligned = headerOffset + 30 + name.length + extra.length;
       const pad = (opts.align - ((unaligned + 4) % opts.align)) % opts.align;
@@ -225,44 +253,30 @@ export function encodeZip(files: ReadonlyArray<{ name: string; data: Uint8Array 
       pv.setUint16(extra.length + 2, pad, true);
       extra = padded;
     }
+    const entry: EntryFields = {
+      version: z64 ? 45 : 20,
+      flags: 0x0800, // UTF-8 names
+      method: deflate ? 8 : 0,
+      crc,
+      compressedSize: z64 ? U32_MAX : body.length,
+      size: z64 ? U32_MAX : file.data.length,
+      nameLength: name.length,
+    };
     const lh = new Uint8Array(30);
     const lv = new DataView(lh.buffer);
     lv.setUint32(0, SIG_LOCAL, true);
-    lv.setUint16(4, z64 ? 45 : 20, true);
-    lv.setUint16(6, 0x0800, true); // UTF-8 names
-    lv.setUint16(8, deflate ? 8 : 0, true);
-    lv.setUint32(14, crc, true);
-    lv.setUint32(18, z64 ? U32_MAX : body.length, true);
-    lv.setUint32(22, z64 ? U32_MAX : file.data.length, true);
-    lv.setUint16(26, name.length, true);
-    lv.setUint16(28, extra.length, true);
+    writeEntryFields(lv, 4, entry, extra.length);
     push(lh);
     push(name);
     push(extra);
     push(body);
 
-    let cextra = new Uint8Array(0);
-    if (z64) {
-      cextra = new Uint8Array(28);
-      const cev = new DataView(cextra.buffer);
-      cev.setUint16(0, 1, true);
-      cev.setUint16(2, 24, true);
-      cev.setBigUint64(4, BigInt(file.data.length), true);
-      cev.setBigUint64(12, BigInt(body.length), true);
-      cev.setBigUint64(20, BigInt(headerOffset), true);
-    }
+    const cextra = z64 ? zip64Extra(file.data.length, body.length, headerOffset) : new Uint8Array(0);
     const ch = new Uint8Array(46);
     const cv = new DataView(ch.buffer);
     cv.setUint32(0, SIG_CENTRAL, true);
-    cv.setUint16(4, z64 ? 45 : 20, true);
-    cv.setUint16(6, z64 ? 45 : 20, true);
-    cv.setUint16(8, 0x0800, true);
-    cv.setUint16(10, deflate ? 8 : 0, true);
-    cv.setUint32(16, crc, true);
-    cv.setUint32(20, z64 ? U32_MAX : body.length, true);
-    cv.setUint32(24, z64 ? U32_MAX : file.data.length, true);
-    cv.setUint16(28, name.length, true);
-    cv.setUint16(30, cextra.length, true);
+    cv.setUint16(4, z64 ? 45 : 20, true); // version made by
+    writeEntryFields(cv, 6, entry, cextra.length);
     cv.setUint32(42, z64 ? U32_MAX : headerOffset, true);
     central.push(ch, name, cextra);
   }
@@ -335,23 +349,15 @@ export function encodeRawZip(files: readonly RawZipEntry[]): Uint8Array {
     const size = f.size ?? f.body.length;
     const method = f.method ?? (f.deflated ? 8 : 0);
     const crc = f.crc ?? (f.deflated ? 0 : zlib.crc32(f.body));
+    // setUint32 stores a declared size or CRC modulo 2^32, as `>>> 0` would.
+    const entry: EntryFields = { version: 20, flags: 0, method, crc, compressedSize: f.body.length, size, nameLength: name.length };
     const lh = Buffer.alloc(30);
     lh.writeUInt32LE(SIG_LOCAL, 0);
-    lh.writeUInt16LE(20, 4);
-    lh.writeUInt16LE(method, 8);
-    lh.writeUInt32LE(crc >>> 0, 14);
-    lh.writeUInt32LE(f.body.length, 18);
-    lh.writeUInt32LE(size >>> 0, 22);
-    lh.writeUInt16LE(name.length, 26);
+    writeEntryFields(new DataView(lh.buffer, lh.byteOffset, lh.length), 4, entry, 0);
     const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
+    ch.writeUInt32LE(SIG_CENTRAL, 0);
     ch.writeUInt16LE(20, 4);
-    ch.writeUInt16LE(20, 6);
-    ch.writeUInt16LE(method, 10);
-    ch.writeUInt32LE(crc >>> 0, 16);
-    ch.writeUInt32LE(f.body.length, 20);
-    ch.writeUInt32LE(size >>> 0, 24);
-    ch.writeUInt16LE(name.length, 28);
+    writeEntryFields(new DataView(ch.buffer, ch.byteOffset, ch.length), 6, entry, 0);
     ch.writeUInt32LE(offset, 42);
     central.push(ch, name);
     parts.push(lh, name, Buffer.from(f.body));
