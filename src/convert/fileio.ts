@@ -5,7 +5,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs"
 
 import { ConvertError } from "./errors.js";
 
-export { writeFileAtomic } from "../io/atomic.js";
+export { writeFileAtomic } from "../gguf/atomic.js";
 
 /** A file opened for random-access reads; every read is checked against the file size. */
 export class RandomAccessFile {

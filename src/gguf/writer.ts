@@ -6,7 +6,7 @@
  * time, so a large model never has to exist in memory at once. Output goes to
  * `path + ".tmp-<pid>"` and is renamed to `path` only when complete.
  */
-import { writeFileAtomic } from "../io/atomic.js";
+import { writeFileAtomic } from "./atomic.js";
 import { f32ToBf16Bits, f32ToF16Bits, Q8_0_BLOCK, Q8_0_BYTES, quantizeQ8_0 } from "./float.js";
 import {
   GGML_MAX_DIMS,

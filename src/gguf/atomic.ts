@@ -1,5 +1,6 @@
 /**
- * Atomic file writes: a temporary file renamed over the target once complete.
+ * Atomic file writes: a temporary file renamed over the target once complete. It lives in gguf/
+ * because the GGUF writer and the converters (`convert/`, which may import gguf/) both use it.
  *
  * @module
  */
