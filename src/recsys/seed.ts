@@ -15,20 +15,20 @@ import { InvalidArgumentError } from "./errors.js";
 /** Default seed used when a caller does not give one. */
 export const DEFAULT_SEED = 42;
 
-/**
- * The bare xoshiro128** generator, its state filled by splitmix32 from an
- * unsigned 32-bit seed. Not cryptographically secure. {@link Rng} and the
- * synthetic-weight generator of `synth/random.ts` build on it.
- */
-export class Xoshiro128 {
+/** A deterministic pseudo-random generator. Not cryptographically secure. */
+export class Rng {
   private s0: number;
   private s1: number;
   private s2: number;
   private s3: number;
 
-  /** @param seed32 the seed; only its low 32 bits (`seed32 >>> 0`) count. */
-  constructor(seed32: number) {
-    let x = seed32 >>> 0;
+  /**
+   * @param seed any finite number; it is reduced to an unsigned 32-bit integer
+   *   (`seed >>> 0`), so seeds that differ only above 2^32 coincide.
+   */
+  constructor(seed: number = DEFAULT_SEED) {
+    if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
+    let x = seed >>> 0;
     const next = (): number => {
       // splitmix32
       x = (x + 0x9e3779b9) | 0;
@@ -60,18 +60,6 @@ export class Xoshiro128 {
   /** Next float, uniform on [0, 1), with 32 bits of randomness. */
   next(): number {
     return this.nextUint32() / 4294967296;
-  }
-}
-
-/** A deterministic pseudo-random generator. Not cryptographically secure. */
-export class Rng extends Xoshiro128 {
-  /**
-   * @param seed any finite number; it is reduced to an unsigned 32-bit integer
-   *   (`seed >>> 0`), so seeds that differ only above 2^32 coincide.
-   */
-  constructor(seed: number = DEFAULT_SEED) {
-    if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
-    super(seed);
   }
 
   /**
