@@ -53,7 +53,10 @@ function run(input, output, model) {
 
 const { tiny } = await ensureTestModels(join(root, "models"));
 const results = {};
-for (const [name, rows] of [["small", Number(a.small)], ["large", Number(a.large)]]) {
+for (const [name, rows] of [
+  ["small", Number(a.small)],
+  ["large", Number(a.large)],
+]) {
   const input = join(dir, `${name}.csv`);
   const output = join(dir, `${name}-scores.csv`);
   await writeInput(input, rows);

@@ -35,7 +35,6 @@ const { values: a } = parseArgs({
   },
 });
 
-
 /** One ML-100K user (the first with enough history) and N unseen candidate movies. */
 async function rankPrompts(n) {
   const { interactions, items } = await loadMovieLens100k(join(a.data, "ml-100k"));
@@ -47,10 +46,19 @@ async function rankPrompts(n) {
   }
   const [user, rows] = [...byUser.entries()].find(([, r]) => r.filter((x) => x.rating >= 4).length >= 10 && r.filter((x) => x.rating <= 2).length >= 3);
   rows.sort((x, y) => x.t - y.t);
-  const liked = rows.filter((x) => x.rating >= 4).slice(-10).map((x) => items.title(x.item));
-  const disliked = rows.filter((x) => x.rating <= 2).slice(-5).map((x) => items.title(x.item));
+  const liked = rows
+    .filter((x) => x.rating >= 4)
+    .slice(-10)
+    .map((x) => items.title(x.item));
+  const disliked = rows
+    .filter((x) => x.rating <= 2)
+    .slice(-5)
+    .map((x) => items.title(x.item));
   const seen = new Set(rows.map((x) => x.item));
-  const candidates = items.ids().filter((id) => !seen.has(id)).slice(0, n);
+  const candidates = items
+    .ids()
+    .filter((id) => !seen.has(id))
+    .slice(0, n);
   return { user, texts: candidates.map((c) => promptText({ domain: "movie", liked, disliked, target: items.title(c) })) };
 }
 
@@ -120,7 +128,18 @@ async function main() {
     noShareDecodedTokensOverLlamaBench: by["tallrec-noshare"]?.promptTokensPerSecond ? by["tallrec-noshare"].promptTokensPerSecond / limit.tokensPerSecond : null,
     sharedEffectiveTokensOverLlamaBench: by.tallrec?.promptTokensPerSecond ? by.tallrec.promptTokensPerSecond / limit.tokensPerSecond : null,
   };
-  const report = { date: new Date().toISOString(), command: `npm run bench:peers -- ${process.argv.slice(2).join(" ")}`.trim(), model: description, workload: label, promptTokens, threads, reps: Number(a.reps), results, llamaBench: limit, summary };
+  const report = {
+    date: new Date().toISOString(),
+    command: `npm run bench:peers -- ${process.argv.slice(2).join(" ")}`.trim(),
+    model: description,
+    workload: label,
+    promptTokens,
+    threads,
+    reps: Number(a.reps),
+    results,
+    llamaBench: limit,
+    summary,
+  };
   writeFileSync(join(dir, `peers-${a.model.replace(/[^a-z0-9-]/gi, "_")}-${a.workload}.json`), JSON.stringify(report, null, 2) + "\n");
 
   const f = (x, d = 1) => (x === null || x === undefined ? "—" : x.toFixed(d));

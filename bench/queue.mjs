@@ -75,7 +75,10 @@ function timeBatch(input, out, extra) {
   const c0 = busy.reduce((s, pid) => s + cpuOf(pid), 0);
   const w0 = workerPids.reduce((s, pid) => s + cpuOf(pid), 0);
   const t = performance.now();
-  const r = spawnSync("bash", ["-c", '"$@"; s=$?; times >&2; exit $s', "bash", process.execPath, cli, "--threads", "1", "batch", input, "-o", out, ...modelArgs, "--window", String(window), "-q", ...extra], { env, encoding: "utf8" });
+  const r = spawnSync("bash", ["-c", '"$@"; s=$?; times >&2; exit $s', "bash", process.execPath, cli, "--threads", "1", "batch", input, "-o", out, ...modelArgs, "--window", String(window), "-q", ...extra], {
+    env,
+    encoding: "utf8",
+  });
   const wall = (performance.now() - t) / 1000;
   if (r.status !== 0) throw new Error(`batch ${extra.join(" ")} exited ${r.status}: ${r.stderr}`);
   const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stderr.trim());
@@ -148,8 +151,13 @@ try {
 }
 const results = modes.map((m) => ({ name: m.name, rps: (rowsWanted - 1) / m.best, bytes: m.bytes, cpuMs: (1000 * m.cpu) / (rowsWanted - 1), scorerMs: (1000 * m.scorer) / (rowsWanted - 1) }));
 const [loc, w1, w2] = results;
-console.log(`\n${rowsWanted} TALLRec rows, --window ${window}, one thread per process, model ${arg("model", "tiny")}; best of ${reps}; load average before each repetition: ${load.map((l) => l.toFixed(1)).join(", ")} on ${cpus().length} cores`);
+console.log(
+  `\n${rowsWanted} TALLRec rows, --window ${window}, one thread per process, model ${arg("model", "tiny")}; best of ${reps}; load average before each repetition: ${load.map((l) => l.toFixed(1)).join(", ")} on ${cpus().length} cores`,
+);
 console.log("| mode | rows/s | vs local batch | vs 1 worker | CPU ms per row: all processes | of which the scoring processes | bytes through Redis per row |");
 console.log("| --- | --- | --- | --- | --- | --- | --- |");
-for (const r of results) console.log(`| ${r.name} | ${r.rps.toFixed(1)} | ${(r.rps / loc.rps).toFixed(2)}x | ${r === loc ? "" : `${(r.rps / w1.rps).toFixed(2)}x`} | ${r.cpuMs.toFixed(1)} | ${r.scorerMs.toFixed(1)} | ${r.bytes ? (r.bytes / rowsWanted).toFixed(0) : ""} |`);
+for (const r of results)
+  console.log(
+    `| ${r.name} | ${r.rps.toFixed(1)} | ${(r.rps / loc.rps).toFixed(2)}x | ${r === loc ? "" : `${(r.rps / w1.rps).toFixed(2)}x`} | ${r.cpuMs.toFixed(1)} | ${r.scorerMs.toFixed(1)} | ${r.bytes ? (r.bytes / rowsWanted).toFixed(0) : ""} |`,
+  );
 console.log(`\noutputs: byte for byte local batch's (checked). 2 workers / 1 worker = ${(w2.rps / w1.rps).toFixed(2)}x (target >= 1.6x); 1 worker / local = ${(w1.rps / loc.rps).toFixed(2)}x (target >= 0.8x)`);

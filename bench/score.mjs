@@ -38,7 +38,6 @@ const nPrompts = Number(args.prompts);
 const threads = Number(args.threads);
 const reps = Number(args.reps);
 
-
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {

@@ -235,7 +235,9 @@ async function parent() {
       `(${ready.promptTokens} tokens), ${perRequest} prompt(s) per request, max batch ${args["max-batch"]}, batch wait ${args["batch-wait-ms"]} ms, ${duration} s per level\n`,
   );
   console.log(table);
-  console.log(`\noffline engine.score (${rows.length} prompts per call): ${offlinePps.toFixed(1)} prompts/s on average over ${offlineRuns.length} runs (${offlineRuns.map((o) => o.promptsPerSecond.toFixed(0)).join(", ")})`);
+  console.log(
+    `\noffline engine.score (${rows.length} prompts per call): ${offlinePps.toFixed(1)} prompts/s on average over ${offlineRuns.length} runs (${offlineRuns.map((o) => o.promptsPerSecond.toFixed(0)).join(", ")})`,
+  );
   console.log(`server scores vs offline engine.score (16 prompts): max |ΔpYes| = ${maxDiff.toExponential(2)}`);
   console.log(`throughput at ${top.clients} clients: ${ratio.toFixed(2)}x offline (target >= 0.8) ${ratio >= 0.8 ? "PASS" : "FAIL"}`);
 

@@ -45,7 +45,7 @@ async function main() {
     execFileSync(process.execPath, [join(root, "native", "build.mjs")], { stdio: "inherit" }); // restore the default variants
   }
   const runs = { cpu: [], "cpu-prebuilt": [] };
-  let answers = {};
+  const answers = {};
   for (let r = 0; r < Number(a.reps); r++) {
     for (const v of Object.keys(runs)) {
       const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", ...process.argv.slice(2)], { env: { ...process.env, TALLREC_VARIANT: v }, encoding: "utf8" });

@@ -5,19 +5,7 @@
  * TALLRec LoRA adapters over llama.cpp; prompts renders TALLRec's template.
  */
 export { Engine } from "./engine/engine.js";
-export type {
-  AdapterSelection,
-  AdapterSpec,
-  EngineInfo,
-  EngineOptions,
-  LogFunction,
-  Score,
-  ScoreFailure,
-  ScoreInput,
-  ScoreOptions,
-  ScoreResult,
-  ScoreStats,
-} from "./engine/engine.js";
+export type { AdapterSelection, AdapterSpec, EngineInfo, EngineOptions, LogFunction, Score, ScoreFailure, ScoreInput, ScoreOptions, ScoreResult, ScoreStats } from "./engine/engine.js";
 export { INSTRUCTIONS, RESPONSE_MARKER, parseInput, promptText, renderInput, renderPrompt, toInstructionPrompt } from "./engine/prompt.js";
 export type { Book, Domain, InstructionPrompt, PromptInput, StructuredPrompt } from "./engine/prompt.js";
 export { SCORING_RULES, probabilityYes, sigmoid } from "./engine/scoring.js";

@@ -5,7 +5,6 @@
  */
 
 // C0 controls (but tab), DEL, C1 controls, line/paragraph separators, bidi and zero-width marks
-// eslint-disable-next-line no-control-regex
 const UNPRINTABLE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
 
 /** `s` with unprintable characters written as `\xNN` / `\uNNNN`, cut to `max` characters. */

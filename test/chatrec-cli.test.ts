@@ -47,7 +47,12 @@ beforeAll(async () => {
   m = await testModels();
   engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
   dir = mkdtempSync(join(tmpdir(), "tallrec-chatrec-"));
-  writeFileSync(join(dir, "ratings.csv"), `user,item,rating,timestamp\n${ratings().map((r) => `${r.user},${r.item},${r.rating},${r.timestamp}`).join("\n")}\n`);
+  writeFileSync(
+    join(dir, "ratings.csv"),
+    `user,item,rating,timestamp\n${ratings()
+      .map((r) => `${r.user},${r.item},${r.rating},${r.timestamp}`)
+      .join("\n")}\n`,
+  );
   writeFileSync(join(dir, "items.csv"), `item,title,genres\n${ITEMS.map(([id, t, g]) => `${id},"${t}",${g}`).join("\n")}\n`);
 });
 afterAll(async () => {
@@ -57,7 +62,12 @@ afterAll(async () => {
 
 /** Runs the REPL on `lines`, returns everything it printed. */
 async function repl(lines: string[], user = "3"): Promise<string> {
-  const data = Interactions.fromRecords(ratings(), { items: new IdIndex("item", ITEMS.map(([id]) => id)) });
+  const data = Interactions.fromRecords(ratings(), {
+    items: new IdIndex(
+      "item",
+      ITEMS.map(([id]) => id),
+    ),
+  });
   const catalog = new ItemCatalog(ITEMS.map(([id, title, g]) => ({ id, title, genres: g.split("|") })));
   const chat = new ChatRec({ engine, interactions: data, catalog, recommender: new ItemKnnRecommender().fit(data), explain: { maxTokens: 8 }, count: 3, coldStart: false });
   const input = new PassThrough();

@@ -8,18 +8,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import {
-  ChatRec,
-  ChatRecError,
-  DARK_GENRES,
-  rerank,
-  tallrecPrompt,
-  titledHistory,
-  HistoryIndex,
-  parseMovieLensUsers,
-  type ChatEngine,
-  type TurnResult,
-} from "../src/chatrec/index.js";
+import { ChatRec, ChatRecError, DARK_GENRES, rerank, tallrecPrompt, titledHistory, HistoryIndex, parseMovieLensUsers, type ChatEngine, type TurnResult } from "../src/chatrec/index.js";
 import { Engine, type ScoreInput, type ScoreOptions, type ScoreStats } from "../src/engine/engine.js";
 import type { ChatMessage } from "../src/engine/generation.js";
 import { promptText } from "../src/engine/prompt.js";
@@ -68,7 +57,13 @@ function smallData(): Interactions {
     recs.push({ user: String(u), item: other[u % other.length], rating: 1, timestamp: t++ });
   }
   const users = new IdIndex("user", [...new Set(recs.map((r) => r.user)), "ghost"]);
-  return Interactions.fromRecords(recs, { users, items: new IdIndex("item", ITEMS.map(([id]) => id)) });
+  return Interactions.fromRecords(recs, {
+    users,
+    items: new IdIndex(
+      "item",
+      ITEMS.map(([id]) => id),
+    ),
+  });
 }
 
 /** The engine, recording the messages of every generate call. */
@@ -227,7 +222,12 @@ describe("a conversation on MovieLens-format data", () => {
     expect(texts.length).toBeGreaterThan(3);
     expect(events[0].kind).toBe("recs");
     expect(texts[0].t).toBeLessThan(done);
-    expect(texts.map((x) => x.piece).join("").trim()).toBe(r.explanation);
+    expect(
+      texts
+        .map((x) => x.piece)
+        .join("")
+        .trim(),
+    ).toBe(r.explanation);
     expect(r.recommendations.every((x) => x.genres.includes("Action"))).toBe(true);
   });
 

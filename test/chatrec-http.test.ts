@@ -12,9 +12,17 @@ import { IdIndex, Interactions, ItemCatalog, ItemKnnRecommender } from "../src/r
 import { testModels } from "./helpers/models.js";
 
 const TITLES = [
-  "Toy Story (1995)|Animation|Children's|Comedy", "Aladdin (1992)|Animation|Children's|Comedy|Musical", "Babe (1995)|Children's|Comedy|Drama",
-  "Heat (1995)|Action|Crime|Thriller", "Casino (1995)|Crime|Drama", "Seven (Se7en) (1995)|Crime|Thriller", "Fargo (1996)|Crime|Drama|Thriller",
-  "Groundhog Day (1993)|Comedy|Romance", "Sleepless in Seattle (1993)|Comedy|Romance", "Mrs. Doubtfire (1993)|Comedy", "Jumanji (1995)|Adventure|Children's|Fantasy",
+  "Toy Story (1995)|Animation|Children's|Comedy",
+  "Aladdin (1992)|Animation|Children's|Comedy|Musical",
+  "Babe (1995)|Children's|Comedy|Drama",
+  "Heat (1995)|Action|Crime|Thriller",
+  "Casino (1995)|Crime|Drama",
+  "Seven (Se7en) (1995)|Crime|Thriller",
+  "Fargo (1996)|Crime|Drama|Thriller",
+  "Groundhog Day (1993)|Comedy|Romance",
+  "Sleepless in Seattle (1993)|Comedy|Romance",
+  "Mrs. Doubtfire (1993)|Comedy",
+  "Jumanji (1995)|Adventure|Children's|Fantasy",
   "Scream (1996)|Horror|Thriller",
 ];
 
@@ -37,10 +45,12 @@ async function makeApp(service: ChatService): Promise<FastifyInstance> {
 beforeAll(async () => {
   const m = await testModels();
   engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu" });
-  catalog = new ItemCatalog(TITLES.map((t, i) => {
-    const [title, ...genres] = t.split("|");
-    return { id: String(i + 1), title, genres, year: Number(/\((\d{4})\)/.exec(title)![1]) };
-  }));
+  catalog = new ItemCatalog(
+    TITLES.map((t, i) => {
+      const [title, ...genres] = t.split("|");
+      return { id: String(i + 1), title, genres, year: Number(/\((\d{4})\)/.exec(title)![1]) };
+    }),
+  );
   const recs = [];
   let ts = 0;
   for (let u = 1; u <= 6; u++) {
@@ -83,14 +93,22 @@ describe("POST /v1/chat", () => {
     const r = await post({ user: "3", message: "something lighter", stream: true });
     expect(r.statusCode).toBe(200);
     expect(r.headers["content-type"]).toMatch(/^application\/x-ndjson/);
-    const events = r.body.trim().split("\n").map((l) => JSON.parse(l));
+    const events = r.body
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(events[0]).toMatchObject({ type: "start", user: "3" });
     const texts = events.filter((e) => e.type === "text");
     expect(texts.length).toBeGreaterThan(1);
     const result = events[events.length - 1];
     expect(result.type).toBe("result");
     expect(result.sessionId).toBe(events[0].sessionId);
-    expect(texts.map((e) => e.text).join("").trim()).toBe(result.explanation);
+    expect(
+      texts
+        .map((e) => e.text)
+        .join("")
+        .trim(),
+    ).toBe(result.explanation);
     // the ranked list comes once, before the first piece of the explanation, and is the result's
     const ranked = events.findIndex((e) => e.type === "recommendations");
     expect(events.filter((e) => e.type === "recommendations")).toHaveLength(1);
@@ -162,14 +180,27 @@ describe("chat route errors", () => {
   // a service whose turns fail as given, to see what the route makes of each failure
   const failing = (err: Error): ChatService => ({
     startSession: (user) => ({ sessionId: "s1", user: String(user), profile: "", liked: [], disliked: [], interactions: 0, turns: 0, filters: {} }) as unknown as ReturnType<ChatService["startSession"]>,
-    session: () => { throw new ChatRecError("unknown_session", "no such session"); },
-    turn: async () => { throw err; },
+    session: () => {
+      throw new ChatRecError("unknown_session", "no such session");
+    },
+    turn: async () => {
+      throw err;
+    },
     endSession: () => false,
   });
-  const ndjson = (body: string) => body.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ndjson = (body: string) =>
+    body
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it("answers each Chat-REC code with its status from the vocabulary, and the stream's error event carries the same code", async () => {
-    for (const [code, status] of [["busy", 409], ["unavailable", 503], ["invalid_input", 400], ["unknown_item", 404]] as const) {
+    for (const [code, status] of [
+      ["busy", 409],
+      ["unavailable", 503],
+      ["invalid_input", 400],
+      ["unknown_item", 404],
+    ] as const) {
       const a = await makeApp(failing(new ChatRecError(code, `failed: ${code}`)));
       try {
         const r = await a.inject({ method: "POST", url: "/v1/chat", payload: { user: 1, message: "" } });

@@ -33,17 +33,7 @@ import {
   type Intent,
 } from "../src/chatrec/index.js";
 import { parseInput, renderInput } from "../src/engine/prompt.js";
-import {
-  evaluateRanking,
-  evaluateRatings,
-  Interactions,
-  ItemKnnRecommender,
-  leaveLastOut,
-  loadMovieLens100k,
-  PopularityRecommender,
-  randomSplit,
-  type MovieLens100k,
-} from "../src/recsys/index.js";
+import { evaluateRanking, evaluateRatings, Interactions, ItemKnnRecommender, leaveLastOut, loadMovieLens100k, PopularityRecommender, randomSplit, type MovieLens100k } from "../src/recsys/index.js";
 import { hasRealMl100k, ml100kDir, sampleRows, syntheticMovieLens } from "./helpers/data.js";
 
 /**
@@ -173,8 +163,7 @@ describe("histories", () => {
       const last10 = list.slice(at - 10, at);
       const quoted = (rs: number[]) => rs.map((r) => `"${title(r)}"`).join(", ");
       expect(input).toBe(
-        `User Preference: ${quoted(last10.filter((r) => I.ratings[r] >= 4))}\nUser Unpreference: ${quoted(last10.filter((r) => I.ratings[r] < 4))}\n` +
-          `Whether the user will like the target movie "${target}"?`,
+        `User Preference: ${quoted(last10.filter((r) => I.ratings[r] >= 4))}\nUser Unpreference: ${quoted(last10.filter((r) => I.ratings[r] < 4))}\n` + `Whether the user will like the target movie "${target}"?`,
       );
       expect(renderInput(parseInput(input)!)).toBe(input);
       checked++;
@@ -185,8 +174,7 @@ describe("histories", () => {
 
 eachDataSet("reading requests", () => {
   const parse = (m: string) => parseIntent(m, { catalog: ml.items });
-  const kinds = (i: Intent, f: "exclude" | "similarTo" | "liked" | "disliked" | "mentioned") =>
-    i[f].map((r) => (r.kind === "item" ? ml.items.title(r.item) : r.kind === "ordinal" ? `#${r.index + 1}` : r.kind));
+  const kinds = (i: Intent, f: "exclude" | "similarTo" | "liked" | "disliked" | "mentioned") => i[f].map((r) => (r.kind === "item" ? ml.items.title(r.item) : r.kind === "ordinal" ? `#${r.index + 1}` : r.kind));
 
   it("finds genres, negated genres, moods and eras", () => {
     expect(parse("action movies from the 90s")).toMatchObject({ genres: ["Action"], yearMin: 1990, yearMax: 1999 });
@@ -374,9 +362,15 @@ describe("item-kNN rating prediction", () => {
   it("predicts the item mean plus the similarity-weighted deviations of the user's ratings", () => {
     // items x and y agree across users; z disagrees with x
     const recs = [
-      { user: "1", item: "x", rating: 5 }, { user: "1", item: "y", rating: 5 }, { user: "1", item: "z", rating: 1 },
-      { user: "2", item: "x", rating: 1 }, { user: "2", item: "y", rating: 1 }, { user: "2", item: "z", rating: 5 },
-      { user: "3", item: "x", rating: 4 }, { user: "3", item: "y", rating: 4 }, { user: "3", item: "z", rating: 2 },
+      { user: "1", item: "x", rating: 5 },
+      { user: "1", item: "y", rating: 5 },
+      { user: "1", item: "z", rating: 1 },
+      { user: "2", item: "x", rating: 1 },
+      { user: "2", item: "y", rating: 1 },
+      { user: "2", item: "z", rating: 5 },
+      { user: "3", item: "x", rating: 4 },
+      { user: "3", item: "y", rating: 4 },
+      { user: "3", item: "z", rating: 2 },
       { user: "4", item: "y", rating: 5 },
     ];
     const data = Interactions.fromRecords(recs);
@@ -390,7 +384,6 @@ describe("item-kNN rating prediction", () => {
     expect(new GlobalMeanPredictor().fit(data).predict("1", "x")).toBeCloseTo(data.ratings.reduce((s, r) => s + r, 0) / data.length, 6);
     expect(() => p.predict("nobody", "x")).toThrow(/unknown user/);
   });
-
 });
 
 eachDataSet("item-kNN rating prediction", () => {

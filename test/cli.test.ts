@@ -88,7 +88,7 @@ describe("tallrec batch", () => {
     const input = join(dir, "pairs.csv");
     const longTitle = "Epic ".repeat(700);
     const rows = [
-      'user,liked,disliked,target\n',
+      "user,liked,disliked,target\n",
       'u1,"Toy Story (1995);Heat (1995)",Jumanji (1995),"Casino, The (1995)"\n',
       'u1,"Toy Story (1995);Heat (1995)",Jumanji (1995),"Babe\n(1995)"\n',
       "u2,Amélie (2001);東京物語 (1953),,Heat (1995)\n",
@@ -130,7 +130,10 @@ describe("tallrec batch", () => {
     const outPath = join(dir, "rows.jsonl");
     const res = await run(["batch", input, "-o", outPath, "-m", m.tiny, "-l", m.loraA]);
     expect(res.code).toBe(0);
-    const lines = readFileSync(outPath, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(outPath, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(12);
     lines.forEach((l, i) => {
       expect(l.input).toBe(sampleRows("book")[i].input);
@@ -174,15 +177,20 @@ describe("tallrec eval", () => {
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout) as { scored: number; metrics: Record<string, { auc: number; n: number; accuracy: number }> };
     expect(report.scored).toBe(120);
-    const preds = readFileSync(outPath, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { label: number; p_yes_softmax: number; p_yes_compat: number });
+    const preds = readFileSync(outPath, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { label: number; p_yes_softmax: number; p_yes_compat: number });
     expect(preds).toHaveLength(120);
     const pairwise = (key: "p_yes_softmax" | "p_yes_compat") => {
       let s = 0;
       let n = 0;
-      for (const a of preds) for (const b of preds) if (a.label === 1 && b.label === 0) {
-        s += a[key] > b[key] ? 1 : a[key] === b[key] ? 0.5 : 0;
-        n++;
-      }
+      for (const a of preds)
+        for (const b of preds)
+          if (a.label === 1 && b.label === 0) {
+            s += a[key] > b[key] ? 1 : a[key] === b[key] ? 0.5 : 0;
+            n++;
+          }
       return s / n;
     };
     expect(report.metrics.softmax.auc).toBeCloseTo(pairwise("p_yes_softmax"), 12);
@@ -215,4 +223,3 @@ describe("tallrec inspect and demo", () => {
     expect(res.stdout).toMatch(/tallrec eval .* -m models\/llama-7b\.gguf/);
   });
 });
-

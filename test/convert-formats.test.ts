@@ -41,14 +41,17 @@ const byName = (ts: SourceTensor[]) => new Map(ts.map((t) => [t.name, t]));
 
 describe("safetensors", () => {
   it("reads F32, F16 and BF16 tensors and the metadata it wrote", () => {
-    const p = file("a.safetensors", encodeSafetensors(
-      [
-        { name: "x", dtype: "F32", shape: [2, 2], data: f32(1, -2, 3.5, 1e-8) },
-        { name: "h", dtype: "F16", shape: [3], data: u16([0.5, -2, 65504].map(f32ToF16Bits)) },
-        { name: "b", dtype: "BF16", shape: [1, 2], data: u16([1.5, -3e38].map(f32ToBf16Bits)) },
-      ],
-      { format: "pt" },
-    ));
+    const p = file(
+      "a.safetensors",
+      encodeSafetensors(
+        [
+          { name: "x", dtype: "F32", shape: [2, 2], data: f32(1, -2, 3.5, 1e-8) },
+          { name: "h", dtype: "F16", shape: [3], data: u16([0.5, -2, 65504].map(f32ToF16Bits)) },
+          { name: "b", dtype: "BF16", shape: [1, 2], data: u16([1.5, -3e38].map(f32ToBf16Bits)) },
+        ],
+        { format: "pt" },
+      ),
+    );
     const f = openSafetensors(p);
     expect(f.metadata).toEqual({ format: "pt" });
     const t = byName(f.tensors);
@@ -158,7 +161,13 @@ describe("PyTorch checkpoints", () => {
     // CPython protocol 2: OrderedDict([("lm_head.weight", FloatStorage "0" (1, 2))]) with
     // ._metadata = OrderedDict([("", {"version": 1}), ("lm_head", {"version": 1})])
     const pkl = new Uint8Array(Buffer.from(STATE_DICT_WITH_METADATA, "base64"));
-    const p = file("sd.bin", encodeZip([{ name: "pytorch_model/data.pkl", data: pkl }, { name: "pytorch_model/data/0", data: f32(7, 8) }]));
+    const p = file(
+      "sd.bin",
+      encodeZip([
+        { name: "pytorch_model/data.pkl", data: pkl },
+        { name: "pytorch_model/data/0", data: f32(7, 8) },
+      ]),
+    );
     const t = openTorchCheckpoint(p).tensors;
     expect(t.map((x) => [x.name, x.shape])).toEqual([["lm_head.weight", [1, 2]]]);
     expect(values(t[0])).toEqual([7, 8]);
@@ -183,10 +192,36 @@ describe("PyTorch checkpoints", () => {
     const list = new PickleBuilder().proto(2).emptyList().stop().finish();
     expect(() => openTorchCheckpoint(file("list.bin", zipWith(list)))).toThrow(/its top level is not a dict/);
     // a view reaching past its storage
-    const pkl = new PickleBuilder().proto(2).emptyDict().str("x").global("torch._utils", "_rebuild_tensor_v2")
-      .mark().mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(4).tuple().binpersid()
-      .int(2).mark().int(4).tuple().mark().int(1).tuple().bool(false).global("collections", "OrderedDict").emptyTuple().reduce().tuple().reduce()
-      .setitem().stop().finish();
+    const pkl = new PickleBuilder()
+      .proto(2)
+      .emptyDict()
+      .str("x")
+      .global("torch._utils", "_rebuild_tensor_v2")
+      .mark()
+      .mark()
+      .str("storage")
+      .global("torch", "FloatStorage")
+      .str("0")
+      .str("cpu")
+      .int(4)
+      .tuple()
+      .binpersid()
+      .int(2)
+      .mark()
+      .int(4)
+      .tuple()
+      .mark()
+      .int(1)
+      .tuple()
+      .bool(false)
+      .global("collections", "OrderedDict")
+      .emptyTuple()
+      .reduce()
+      .tuple()
+      .reduce()
+      .setitem()
+      .stop()
+      .finish();
     expect(() => openTorchCheckpoint(file("oob.bin", zipWith(pkl, [{ name: "archive/data/0", data: f32(1, 2, 3, 4) }])))).toThrow(/tensor x \[4\] reaches element 5 of a storage of 4/);
     expect(() => openTorchCheckpoint(file("nostorage.bin", zipWith(pkl)))).toThrow(/storage 0 has no archive\/data\/0 entry/);
     expect(() => openTorchCheckpoint(file("short.bin", zipWith(pkl, [{ name: "archive/data/0", data: f32(1, 2) }])))).toThrow(/holds 8 bytes, fewer than 4 F32 elements/);
@@ -198,12 +233,29 @@ describe("PyTorch checkpoints", () => {
 
 describe("the pickle reader", () => {
   it("decodes the opcodes torch checkpoints use", () => {
-    const v = new PickleBuilder().proto(2).mark().int(7).int(300).int(70000).int(-5).int(2 ** 40).int(-(2 ** 40)).str("é").none().bool(true).tuple().stop().finish();
+    const v = new PickleBuilder()
+      .proto(2)
+      .mark()
+      .int(7)
+      .int(300)
+      .int(70000)
+      .int(-5)
+      .int(2 ** 40)
+      .int(-(2 ** 40))
+      .str("é")
+      .none()
+      .bool(true)
+      .tuple()
+      .stop()
+      .finish();
     const r = unpickle(v) as PyTuple;
     expect(r).toBeInstanceOf(PyTuple);
     expect(r.items).toEqual([7, 300, 70000, -5, 2 ** 40, -(2 ** 40), "é", null, true]);
     const d = unpickle(new PickleBuilder().proto(2).emptyDict().put().mark().str("a").int(1).str("b").emptyList().setitems().stop().finish()) as PyDict;
-    expect([...d.entries]).toEqual([["a", 1], ["b", []]]);
+    expect([...d.entries]).toEqual([
+      ["a", 1],
+      ["b", []],
+    ]);
   });
 
   it("refuses malformed pickles", () => {
@@ -218,7 +270,9 @@ describe("the pickle reader", () => {
 
   it("refuses every global the caller did not allow, before anything could be called", () => {
     const evil = new PickleBuilder().proto(2).global("subprocess", "check_output").stop().finish();
-    expect(() => unpickle(evil, { callables: { "collections.OrderedDict": () => new PyDict() } })).toThrow(/Python global subprocess\.check_output, which is not allowed \(a checkpoint may only use collections\.OrderedDict\)/);
+    expect(() => unpickle(evil, { callables: { "collections.OrderedDict": () => new PyDict() } })).toThrow(
+      /Python global subprocess\.check_output, which is not allowed \(a checkpoint may only use collections\.OrderedDict\)/,
+    );
     let called = false;
     const ok = new PickleBuilder().proto(2).global("collections", "OrderedDict").emptyTuple().reduce().stop().finish();
     unpickle(ok, { callables: { "collections.OrderedDict": () => ((called = true), new PyDict()) } });

@@ -197,27 +197,24 @@ describe("llama.cpp with the converted model and adapter equals the Hugging Face
     });
   });
 
-  it.each([...cases.map((c, i) => ({ ...c, i, scale: 1 })), { ...cases[1], i: 1, scale: 0.5, label: "all seven projections at scale 0.5" }])(
-    "$label",
-    async ({ i, scale }) => {
-      const ref = loadHfReference(hfModel(), [{ dir: adapterDirs[i], scale }]);
-      const base = loadHfReference(hfModel());
-      const texts = prompts();
-      const got = (await engine.score(texts, { adapter: [{ name: `c${i}`, scale }] })) as Score[];
-      let worst = 0;
-      let moved = 0;
-      texts.forEach((text, k) => {
-        const tokens = Array.from(engine.tokenize(text));
-        const row = ref.forwardLastLogits(tokens);
-        expect(got[k].error).toBeUndefined();
-        worst = Math.max(worst, relDiff(got[k].logitYes, row[YES]), relDiff(got[k].logitNo, row[NO]));
-        const b = base.forwardLastLogits(tokens);
-        moved = Math.max(moved, Math.abs(row[YES] - b[YES]), Math.abs(row[NO] - b[NO]));
-      });
-      expect(worst).toBeLessThan(1e-3);
-      expect(moved).toBeGreaterThan(1e-2); // the adapter matters: a wrong scale or permutation would show
-    },
-  );
+  it.each([...cases.map((c, i) => ({ ...c, i, scale: 1 })), { ...cases[1], i: 1, scale: 0.5, label: "all seven projections at scale 0.5" }])("$label", async ({ i, scale }) => {
+    const ref = loadHfReference(hfModel(), [{ dir: adapterDirs[i], scale }]);
+    const base = loadHfReference(hfModel());
+    const texts = prompts();
+    const got = (await engine.score(texts, { adapter: [{ name: `c${i}`, scale }] })) as Score[];
+    let worst = 0;
+    let moved = 0;
+    texts.forEach((text, k) => {
+      const tokens = Array.from(engine.tokenize(text));
+      const row = ref.forwardLastLogits(tokens);
+      expect(got[k].error).toBeUndefined();
+      worst = Math.max(worst, relDiff(got[k].logitYes, row[YES]), relDiff(got[k].logitNo, row[NO]));
+      const b = base.forwardLastLogits(tokens);
+      moved = Math.max(moved, Math.abs(row[YES] - b[YES]), Math.abs(row[NO] - b[NO]));
+    });
+    expect(worst).toBeLessThan(1e-3);
+    expect(moved).toBeGreaterThan(1e-2); // the adapter matters: a wrong scale or permutation would show
+  });
 });
 
 describe("bad adapters are refused with a clear message and nothing is written", () => {
@@ -302,7 +299,10 @@ describe("bad adapters are refused with a clear message and nothing is written",
       [[...entries, { name: "base_model.model.model.embed_tokens.lora_embedding_A", dtype: "F32", shape: [8, 4], data: new Uint8Array(128) }], /LoRA on the token embedding/],
       [[...entries, { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias", dtype: "F32", shape: [64], data: new Uint8Array(256) }], /is a bias/],
       [entries.filter((e) => !e.name.endsWith("layers.1.self_attn.v_proj.lora_A.weight")), /layer 1 v_proj has lora_B but no lora_A/],
-      [[...entries, { name: "base_model.model.model.layers.0.self_attn.rotary_emb.lora_A.weight", dtype: "F32", shape: [8, 64], data: new Uint8Array(2048) }], /targets self_attn\.rotary_emb, which a LLaMA base does not have/],
+      [
+        [...entries, { name: "base_model.model.model.layers.0.self_attn.rotary_emb.lora_A.weight", dtype: "F32", shape: [8, 64], data: new Uint8Array(2048) }],
+        /targets self_attn\.rotary_emb, which a LLaMA base does not have/,
+      ],
     ];
     for (const [list, pattern] of cases) {
       writeFileSync(join(ad, "adapter_model.safetensors"), Buffer.concat(encodeSafetensors(list)));

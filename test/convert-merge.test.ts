@@ -92,9 +92,24 @@ describe("a merged model scores as the base model with the adapter", () => {
 
   it("F32 base, two adapters with scales (a at 0.5, b on all seven projections at 1)", async () => {
     const out = join(dir, "merged-ab.gguf");
-    await mergeLora(paths.tiny, [{ path: paths.loraA, scale: 0.5 }, { path: paths.loraB, scale: 1 }], out);
+    await mergeLora(
+      paths.tiny,
+      [
+        { path: paths.loraA, scale: 0.5 },
+        { path: paths.loraB, scale: 1 },
+      ],
+      out,
+    );
     const both = await scores(out);
-    expect(worst(both, await scores(paths.tiny, [{ path: paths.loraA, scale: 0.5 }, { path: paths.loraB, scale: 1 }]))).toBeLessThan(1e-3);
+    expect(
+      worst(
+        both,
+        await scores(paths.tiny, [
+          { path: paths.loraA, scale: 0.5 },
+          { path: paths.loraB, scale: 1 },
+        ]),
+      ),
+    ).toBeLessThan(1e-3);
     // merging one after the other gives the same model, and the record lists both
     const first = join(dir, "merged-a-half.gguf");
     const second = join(dir, "merged-a-half-then-b.gguf");

@@ -87,7 +87,11 @@ function kill9(p: Proc): Promise<number | null> {
 const scoredIds = (log: string) => [...log.matchAll(/^scored (\S+)/gm)].map((m) => m[1]);
 
 describe("distributed: matching a worker to a run", () => {
-  const base = { model: { sha256: "a".repeat(64), file: "m.gguf" }, adapters: [{ name: "movie", sha256: "b".repeat(64), scale: null }], engine: { kvType: "f32" as const, flashAttn: null, ctx: null, batch: null, sequences: null } };
+  const base = {
+    model: { sha256: "a".repeat(64), file: "m.gguf" },
+    adapters: [{ name: "movie", sha256: "b".repeat(64), scale: null }],
+    engine: { kvType: "f32" as const, flashAttn: null, ctx: null, batch: null, sequences: null },
+  };
   it("accepts the same digests and options, says what differs otherwise", () => {
     expect(mismatch(base, structuredClone(base))).toBeNull();
     expect(mismatch(base, { ...base, model: { sha256: "c".repeat(64), file: "other.gguf" } })).toMatch(/the model differs.*m\.gguf.*other\.gguf/);

@@ -236,9 +236,7 @@ describe("Engine on the tiny model (default mode: F16 KV cache)", () => {
   it("scores a prompt the same inside batches of 1, 7 and 64 within the error model's bound", async () => {
     const rows = sampleRows("movie").slice(0, 64);
     const alone = await Promise.all(rows.slice(0, 8).map(async (r) => ok((await engine.score([r], { share: false }))[0])));
-    const sigma = rows.slice(0, 8).map((r) =>
-      cachedError({ model: m.tiny, adapters: [{ path: m.loraA, scale: 1 }], precision: { f16Kv: true, f32Rope: true }, tokens: Array.from(engine.tokenize(renderPrompt(r))) }),
-    );
+    const sigma = rows.slice(0, 8).map((r) => cachedError({ model: m.tiny, adapters: [{ path: m.loraA, scale: 1 }], precision: { f16Kv: true, f32Rope: true }, tokens: Array.from(engine.tokenize(renderPrompt(r))) }));
     let worst = 0;
     let largest = 0;
     for (const size of [1, 7, 64]) {

@@ -62,9 +62,7 @@ describe("--kv-type and --flash-attn on the command line", () => {
     const e = cachedError({ model: m.tiny, adapters: adapters(), precision: { f16Kv: true, f32Rope: true }, tokens: encode(renderPrompt(r)) });
     expect(Math.abs(got.logitYes - e.yes)).toBeLessThanOrEqual(referenceBound(e.sigmaYes, e.yes));
     expect(Math.abs(got.logitNo - e.no)).toBeLessThanOrEqual(referenceBound(e.sigmaNo, e.no));
-    const viaEnv = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, [cli, ...args], { env: { ...process.env, TALLREC_KV_TYPE: "f32" } }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
-    );
+    const viaEnv = await new Promise<string>((resolve, reject) => execFile(process.execPath, [cli, ...args], { env: { ...process.env, TALLREC_KV_TYPE: "f32" } }, (err, stdout) => (err ? reject(err) : resolve(stdout))));
     const exact = cachedError({ model: m.tiny, adapters: adapters(), precision: { f32Rope: true }, tokens: encode(renderPrompt(r)), realizations: 0 });
     expect(relDiff((JSON.parse(viaEnv) as { logitYes: number }).logitYes, exact.yes)).toBeLessThan(EXACT);
   });

@@ -89,7 +89,7 @@ describe("generation", () => {
   });
 
   it("does not disturb scoring: scores before and after generation are identical", async () => {
-    const row = { instruction: "Q?", input: "User Preference: \"Heat (1995)\"" };
+    const row = { instruction: "Q?", input: 'User Preference: "Heat (1995)"' };
     const before = await engine.score([row]);
     await engine.generate("Hello", { maxTokens: 8 });
     const after = await engine.score([row]);

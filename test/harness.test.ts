@@ -19,7 +19,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 it("reproduces engine.score bit for bit from a dumped plan", async () => {
   const m = await testModels();
   const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  const harness = node([join(repoRoot, "bench/gpu/build.mjs")]).trim().split("\n").pop()!;
+  const harness = node([join(repoRoot, "bench/gpu/build.mjs")])
+    .trim()
+    .split("\n")
+    .pop()!;
   const plan = join(dir, "plan.bin");
   // TALLRec book rows from the committed sample (laid out like a data folder: tallrec/book/test.json)
   const dumped = JSON.parse(node([join(repoRoot, "bench/gpu/dump-plan.mjs"), "--model", m.tiny, "--lora", m.loraA, "--out", plan, "--prompts", "40", "--domain", "book", "--data", fixturesDir]).trim());

@@ -66,7 +66,13 @@ describe("an output that is the input is refused, the input untouched (D8)", () 
 
   it("eval -o, quantize and convert-lora refuse to write over an input too", async () => {
     const data = join(dir, "eval.jsonl");
-    writeFileSync(data, sampleRows("movie").slice(0, 4).map((r) => JSON.stringify(r)).join("\n") + "\n");
+    writeFileSync(
+      data,
+      sampleRows("movie")
+        .slice(0, 4)
+        .map((r) => JSON.stringify(r))
+        .join("\n") + "\n",
+    );
     const before = readFileSync(data);
     const ev = await runCli(["eval", data, "-o", join(dir, ".", "eval.jsonl"), "-m", m.tiny, "-l", m.loraA]);
     expect(ev.code, ev.stderr).toBe(2);
@@ -86,7 +92,9 @@ describe("an output that is the input is refused, the input untouched (D8)", () 
 describe("a huge field is refused before tokenizing (found by the fuzzer)", () => {
   it("a 2 MB input field is an error row at once (llama.cpp's tokenizer is quadratic on some long inputs: minutes for this one with a small vocabulary)", async () => {
     const input = join(dir, "huge.jsonl");
-    const rows = sampleRows("movie").slice(0, 4).map((r) => JSON.stringify(r));
+    const rows = sampleRows("movie")
+      .slice(0, 4)
+      .map((r) => JSON.stringify(r));
     rows.splice(2, 0, JSON.stringify({ instruction: "Answer Yes or No.", input: "y".repeat(2_000_000) }));
     writeFileSync(input, rows.join("\n") + "\n");
     const out = join(dir, "huge-out.jsonl");
@@ -95,7 +103,10 @@ describe("a huge field is refused before tokenizing (found by the fuzzer)", () =
     expect(r.signal, "killed at the time limit").toBeNull();
     expect(r.code, r.stderr).toBe(3);
     expect(performance.now() - t0).toBeLessThan(30_000);
-    const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { error?: string });
+    const lines = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { error?: string });
     expect(lines).toHaveLength(5);
     expect(lines[2].error).toMatch(/line 3: item \d+: the prompt has at least \d+ tokens \(\d+ bytes\) but the context holds 4096/);
   });
@@ -131,10 +142,19 @@ describe("a row that cannot be written back is an error row; the run goes on (D9
     }
     // a TALLRec JSON array with one such element
     const arr = join(dir, "deep.json");
-    writeFileSync(arr, `[${rows().slice(0, 6).map((r, i) => (i === 3 ? `{"instruction":"x","input":"y","meta":${deep(20_000)}}` : JSON.stringify(r))).join(",\n")}]`);
+    writeFileSync(
+      arr,
+      `[${rows()
+        .slice(0, 6)
+        .map((r, i) => (i === 3 ? `{"instruction":"x","input":"y","meta":${deep(20_000)}}` : JSON.stringify(r)))
+        .join(",\n")}]`,
+    );
     const r = await runCli(["batch", arr, "-o", join(dir, "deep-arr.jsonl"), "-m", m.tiny, "-l", m.loraA]);
     expect(r.code, r.stderr).toBe(3);
-    const out = readFileSync(join(dir, "deep-arr.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { error?: string; p_yes: number | null });
+    const out = readFileSync(join(dir, "deep-arr.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { error?: string; p_yes: number | null });
     expect(out).toHaveLength(6);
     expect(out[3].error).toMatch(/element 3 .*JSON nested deeper than 64 levels/);
     expect(out.filter((o) => typeof o.p_yes === "number")).toHaveLength(5);

@@ -30,7 +30,11 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "tallrec-hostile-http-"));
   copyFileSync(m.loraA, join(dir, "good.gguf"));
   for (const mu of MUTANTS) if (mu.kind === "adapter") await writeMutant(mu, m.loraA, dir);
-  await writeMutant(MUTANTS.find((mu) => mu.name === "vocab-duplicate")!, m.tiny, dir);
+  await writeMutant(
+    MUTANTS.find((mu) => mu.name === "vocab-duplicate")!,
+    m.tiny,
+    dir,
+  );
   server = spawn(process.execPath, [cliPath, "--threads", "1", "serve", "--port", "0", "-m", m.tiny, "-l", `good=${join(dir, "good.gguf")}`, "--models-dir", dir, "--batch-wait-ms", "0"], {
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -13,8 +13,7 @@ const fresh = (name = "out.csv") => join(mkdtempSync(join(dir, `${counter++}-`))
 
 const HEADER = formatCsvRow(["id", "user", "title", "p_yes", "error"]);
 /** Deterministic output rows, some with quoted newlines and quotes (the hard case for scanning). */
-const row = (i: number): string =>
-  formatCsvRow([i, `user ${i} Amélie`, i % 3 === 0 ? `multi\nline "${i}" 東京` : `t${i}`, i % 4 === 0 ? null : i / 7, i % 5 === 0 ? `line ${i}: boom` : ""]);
+const row = (i: number): string => formatCsvRow([i, `user ${i} Amélie`, i % 3 === 0 ? `multi\nline "${i}" 東京` : `t${i}`, i % 4 === 0 ? null : i / 7, i % 5 === 0 ? `line ${i}: boom` : ""]);
 const N = 40;
 const FP = "model=tiny;input=in.csv";
 
@@ -216,7 +215,7 @@ describe("openResumableOutput", () => {
     expect(ref).toEqual(expected);
     const sc = readFileSync(`${refPath}.progress`);
     const scLines: Buffer[] = [];
-    for (let p = 0; p < sc.length; ) {
+    for (let p = 0; p < sc.length;) {
       const e = sc.indexOf(0x0a, p) + 1;
       scLines.push(sc.subarray(p, e));
       p = e;

@@ -5,17 +5,7 @@ import { Readable, Writable } from "node:stream";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  CsvParser,
-  CsvWriter,
-  csvRecordToObject,
-  formatCsvField,
-  formatCsvRow,
-  parseCsv,
-  readCsv,
-  type CsvReadOptions,
-  type CsvRecord,
-} from "../src/io/csv.js";
+import { CsvParser, CsvWriter, csvRecordToObject, formatCsvField, formatCsvRow, parseCsv, readCsv, type CsvReadOptions, type CsvRecord } from "../src/io/csv.js";
 import { decodeWindows1252 } from "../src/io/encoding.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tallrec-io-csv-"));
@@ -110,7 +100,7 @@ describe("csv reader: structure", () => {
   it("supports ';' and tab delimiters", () => {
     const semi = parseCsv('a;b\n"1;2";x,y\n', { delimiter: ";" });
     expect(semi.records[0].fields).toEqual(["1;2", "x,y"]);
-    const tab = parseCsv("a\tb\n1,2\t\"t\tu\"\n", { delimiter: "\t" });
+    const tab = parseCsv('a\tb\n1,2\t"t\tu"\n', { delimiter: "\t" });
     expect(tab.records[0].fields).toEqual(["1,2", "t\tu"]);
     expect(() => parseCsv("a", { delimiter: '"' })).toThrow(/delimiter/);
     expect(() => parseCsv("a", { delimiter: ",," })).toThrow(/delimiter/);
@@ -140,20 +130,13 @@ describe("csv reader: structure", () => {
 
 describe("csv reader: encodings", () => {
   it("decodes UTF-8 names", () => {
-    const { records } = parseCsv(utf8("id,name\n1,Amélie\n2,東京物語\n3,\"Zoë, 🎬\"\n"));
+    const { records } = parseCsv(utf8('id,name\n1,Amélie\n2,東京物語\n3,"Zoë, 🎬"\n'));
     expect(records.map((r) => r.fields[1])).toEqual(["Amélie", "東京物語", "Zoë, 🎬"]);
     expect(records.some((r) => r.latin1)).toBe(false);
   });
 
   it("decodes a Latin-1 record and flags it; a mixed file is right row by row", () => {
-    const bytes = Buffer.concat([
-      utf8("id,name\n"),
-      utf8("1,Amélie\n"),
-      latin1("2,Amélie\n"),
-      utf8("3,東京物語\n"),
-      latin1('4,"Zoë ""Ørsted"""\n'),
-      utf8("5,Łódź\n"),
-    ]);
+    const bytes = Buffer.concat([utf8("id,name\n"), utf8("1,Amélie\n"), latin1("2,Amélie\n"), utf8("3,東京物語\n"), latin1('4,"Zoë ""Ørsted"""\n'), utf8("5,Łódź\n")]);
     const { records } = parseCsv(bytes);
     expect(records.map((r) => r.fields[1])).toEqual(["Amélie", "Amélie", "東京物語", 'Zoë "Ørsted"', "Łódź"]);
     expect(records.map((r) => r.latin1 === true)).toEqual([false, true, false, true, false]);
@@ -186,17 +169,12 @@ describe("csv reader: malformed input never aborts", () => {
       ["6", "7", "8", "9"],
       ["10", "11", "12"],
     ]);
-    expect(records.map((r) => r.error)).toEqual([
-      undefined,
-      "line 3: expected 3 fields, found 2",
-      "line 4: expected 3 fields, found 4",
-      undefined,
-    ]);
+    expect(records.map((r) => r.error)).toEqual([undefined, "line 3: expected 3 fields, found 2", "line 4: expected 3 fields, found 4", undefined]);
     expect(records.map((r) => r.index)).toEqual([0, 1, 2, 3]);
   });
 
   it("reports an unterminated quote at end of file without swallowing the following lines", () => {
-    const text = "id,name,score\n1,Ann,0.1\n2,\"Amélie,0.5\n3,Bob,0.7\n4,Carol,0.9\n";
+    const text = 'id,name,score\n1,Ann,0.1\n2,"Amélie,0.5\n3,Bob,0.7\n4,Carol,0.9\n';
     const { records } = parseCsv(text);
     expect(records.map((r) => r.fields)).toEqual([
       ["1", "Ann", "0.1"],
@@ -257,11 +235,7 @@ describe("csv reader: malformed input never aborts", () => {
       ["3", "def", "4"],
       ["5", "6", "7"],
     ]);
-    expect(records.map((r) => r.error)).toEqual([
-      "line 2: quote in unquoted field",
-      "line 3: unexpected character after closing quote",
-      undefined,
-    ]);
+    expect(records.map((r) => r.error)).toEqual(["line 2: quote in unquoted field", "line 3: unexpected character after closing quote", undefined]);
   });
 
   it("reports a record over the size limit, without buffering it, and continues", async () => {
@@ -409,9 +383,7 @@ describe("csv reader: streaming", () => {
 
 describe("csv writer", () => {
   it("quotes only when needed", () => {
-    expect(formatCsvRow(["plain", "a,b", 'say "x"', "l1\nl2", "c\rr", " lead", "trail\t", "in side", ""])).toBe(
-      'plain,"a,b","say ""x""","l1\nl2","c\rr"," lead","trail\t",in side,\n',
-    );
+    expect(formatCsvRow(["plain", "a,b", 'say "x"', "l1\nl2", "c\rr", " lead", "trail\t", "in side", ""])).toBe('plain,"a,b","say ""x""","l1\nl2","c\rr"," lead","trail\t",in side,\n');
     expect(formatCsvRow(["a;b", "c,d"], { delimiter: ";", eol: "\r\n" })).toBe('"a;b";c,d\r\n');
     expect(formatCsvRow([null, undefined, true, 12n])).toBe(",,true,12\n");
     expect(formatCsvRow([""])).toBe('""\n');
@@ -428,7 +400,7 @@ describe("csv writer", () => {
   });
 
   it("round-trips random rows through formatCsvRow and the reader, for each delimiter", () => {
-    const alphabet = ['a', 'Z', '0', ' ', '\t', ',', ';', '"', '\n', '\r', 'é', '東', '🎬', "'", '\\'];
+    const alphabet = ["a", "Z", "0", " ", "\t", ",", ";", '"', "\n", "\r", "é", "東", "🎬", "'", "\\"];
     let seed = 7;
     const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     const str = () => Array.from({ length: Math.floor(rand() * 8) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join("");
@@ -449,12 +421,21 @@ describe("csv writer", () => {
   it("CsvWriter writes a file that reads back identically", async () => {
     const path = join(dir, "out.tsv");
     const w = new CsvWriter(path, { delimiter: "\t" });
-    const rows = [["user", "p_yes"], ["Amélie\tB", 0.25], ["東京物語", 1e-7], ["q\"r", null]];
+    const rows = [
+      ["user", "p_yes"],
+      ["Amélie\tB", 0.25],
+      ["東京物語", 1e-7],
+      ['q"r', null],
+    ];
     for (const r of rows) await w.writeRow(r);
     await w.close();
     expect(readFileSync(path, "utf8")).toBe('user\tp_yes\n"Amélie\tB"\t0.25\n東京物語\t1e-7\n"q""r"\t\n');
     const { records } = await collect(path, { delimiter: "\t" });
-    expect(records.map((r) => r.fields)).toEqual([["Amélie\tB", "0.25"], ["東京物語", "1e-7"], ['q"r', ""]]);
+    expect(records.map((r) => r.fields)).toEqual([
+      ["Amélie\tB", "0.25"],
+      ["東京物語", "1e-7"],
+      ['q"r', ""],
+    ]);
   });
 
   it("CsvWriter waits for 'drain' when the stream signals backpressure", async () => {

@@ -81,12 +81,7 @@ describe("jsonl reader", () => {
   });
 
   it("gives the same records whatever the chunk boundaries", async () => {
-    const bytes = Buffer.concat([
-      Buffer.from([0xef, 0xbb, 0xbf]),
-      utf8('{"t":"東京物語 🎬","n":1.5}\r\n\n'),
-      Buffer.from('{"t":"Zoë"}\n', "latin1"),
-      utf8('not json\n{"t":"a\\nb"}'),
-    ]);
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8('{"t":"東京物語 🎬","n":1.5}\r\n\n'), Buffer.from('{"t":"Zoë"}\n', "latin1"), utf8('not json\n{"t":"a\\nb"}')]);
     const whole = parseJsonl(bytes);
     expect(whole.map((r) => r.value?.t ?? r.error)).toEqual(["東京物語 🎬", "Zoë", expect.stringMatching(/^line 4: invalid JSON/), "a\nb"]);
     for (let k = 1; k <= 7; k++) expect(await collect(pieces(bytes, [k]))).toEqual(whole);

@@ -22,7 +22,7 @@ async function all(src: RowSource): Promise<Row[]> {
 
 describe("openRows", () => {
   it("reads CSV by extension with values keyed by header, errors kept in order", async () => {
-    const src = await openRows(file("a.csv", "user,title,label\nu1,Amélie,1\nu2,東京物語\nu3,\"x,y\",0\n"));
+    const src = await openRows(file("a.csv", 'user,title,label\nu1,Amélie,1\nu2,東京物語\nu3,"x,y",0\n'));
     expect(src.format).toBe("csv");
     expect(src.delimiter).toBe(",");
     expect(await src.columns()).toEqual(["user", "title", "label"]);
@@ -114,7 +114,7 @@ describe("openRows", () => {
     const csv = await openRows("-", { stdin: stdin("a,b\n1,2\n") });
     expect(csv.format).toBe("csv");
     expect((await all(csv)).map((r) => r.values)).toEqual([{ a: "1", b: "2" }]);
-    const txt = await openRows(file("j.txt", "\ufeff{\"a\":1}\n"));
+    const txt = await openRows(file("j.txt", '\ufeff{"a":1}\n'));
     expect(txt.format).toBe("jsonl");
     const forced = await openRows("-", { stdin: stdin("[not,csv\n1,2\n"), format: "csv" });
     expect((await all(forced)).map((r) => r.values)).toEqual([{ "[not": "1", csv: "2" }]);

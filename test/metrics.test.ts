@@ -69,8 +69,18 @@ describe("auc", () => {
     expect(auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4])).toBe(0);
     const y = [0, 1, 1, 0, 1, 0, 0, 1];
     const s = [0.3, 0.7, 0.3, 0.1, 0.9, 0.7, 0.2, 0.5];
-    expect(auc(y, s.map((v) => Math.log(v / (1 - v))))).toBe(auc(y, s));
-    expect(auc(y, s.map((v) => -v))).toBeCloseTo(1 - auc(y, s), 15);
+    expect(
+      auc(
+        y,
+        s.map((v) => Math.log(v / (1 - v))),
+      ),
+    ).toBe(auc(y, s));
+    expect(
+      auc(
+        y,
+        s.map((v) => -v),
+      ),
+    ).toBeCloseTo(1 - auc(y, s), 15);
   });
 
   it("treats -0 and +0 as tied and handles infinities", () => {

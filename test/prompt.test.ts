@@ -56,9 +56,9 @@ describe("TALLRec prompt", () => {
     expect(renderInput({ domain: "movie", liked: ["A (1990)", "B, The (1991)"], disliked: [], target: "C (1992)" })).toBe(
       'User Preference: "A (1990)", "B, The (1991)"\nUser Unpreference: \nWhether the user will like the target movie "C (1992)"?',
     );
-    expect(
-      renderInput({ domain: "book", liked: [{ title: "Sula", author: "Toni Morrison" }], disliked: [{ title: "X", author: "Y" }], target: { title: "T", author: "A" } }),
-    ).toBe('User Preference: "Sula" written by Toni Morrison\nUser Unpreference: "X" written by Y\nWhether the user will like the target book ""T" written by A"?');
+    expect(renderInput({ domain: "book", liked: [{ title: "Sula", author: "Toni Morrison" }], disliked: [{ title: "X", author: "Y" }], target: { title: "T", author: "A" } })).toBe(
+      'User Preference: "Sula" written by Toni Morrison\nUser Unpreference: "X" written by Y\nWhether the user will like the target book ""T" written by A"?',
+    );
   });
 
   it("parses a real movie row into its titles", () => {

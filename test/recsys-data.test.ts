@@ -118,7 +118,7 @@ describe("CSV tokenizer", () => {
   });
 
   it("rejects a delimiter that cannot work", () => {
-    expect(() => [...readCsv("a", "d.csv", "\"")]).toThrow(InvalidArgumentError);
+    expect(() => [...readCsv("a", "d.csv", '"')]).toThrow(InvalidArgumentError);
     expect(() => [...readCsv("a", "d.csv", ";;")]).toThrow(InvalidArgumentError);
   });
 
@@ -167,9 +167,7 @@ describe("interaction loaders", () => {
 
   it("fails on a header missing a column even when collecting", () => {
     const errors: DataFormatError[] = [];
-    expect(() => parseInteractionsCsv("user,item,score\n1,2,3\n", { file: "h.csv", errors })).toThrow(
-      'h.csv:1: field "rating": column missing from the header (columns: user, item, score)',
-    );
+    expect(() => parseInteractionsCsv("user,item,score\n1,2,3\n", { file: "h.csv", errors })).toThrow('h.csv:1: field "rating": column missing from the header (columns: user, item, score)');
     expect(() => parseInteractionsCsv("", { file: "e.csv" })).toThrow(/e.csv:1: .*empty/);
   });
 

@@ -80,15 +80,20 @@ describe("evaluateRanking", () => {
   const items = new IdIndex("item", ["A", "B", "C", "D", "E"]);
   const train = Interactions.fromRecords(
     [
-      { user: "u1", item: "A" }, { user: "u1", item: "B" },
-      { user: "u2", item: "A" }, { user: "u2", item: "C" },
-      { user: "u3", item: "A" }, { user: "u3", item: "B" }, { user: "u3", item: "D" },
+      { user: "u1", item: "A" },
+      { user: "u1", item: "B" },
+      { user: "u2", item: "A" },
+      { user: "u2", item: "C" },
+      { user: "u3", item: "A" },
+      { user: "u3", item: "B" },
+      { user: "u3", item: "D" },
     ],
     { users, items },
   );
   const test = Interactions.fromRecords(
     [
-      { user: "u1", item: "C", rating: 5 }, { user: "u1", item: "E", rating: 2 },
+      { user: "u1", item: "C", rating: 5 },
+      { user: "u1", item: "E", rating: 2 },
       { user: "u2", item: "B", rating: 4 },
       { user: "u4", item: "A", rating: 5 }, // no training history → skipped
     ],

@@ -19,9 +19,20 @@ import {
 const users = new IdIndex("user", ["u1", "u2", "u3", "u4", "u5"]);
 const items = new IdIndex("item", ["A", "B", "C", "D"]);
 const pairs: [string, string][] = [
-  ["u1", "A"], ["u1", "B"], ["u2", "A"], ["u2", "B"], ["u2", "C"], ["u3", "B"], ["u3", "C"], ["u4", "A"], ["u4", "D"],
+  ["u1", "A"],
+  ["u1", "B"],
+  ["u2", "A"],
+  ["u2", "B"],
+  ["u2", "C"],
+  ["u3", "B"],
+  ["u3", "C"],
+  ["u4", "A"],
+  ["u4", "D"],
 ];
-const small = Interactions.fromRecords(pairs.map(([user, item]) => ({ user, item })), { users, items });
+const small = Interactions.fromRecords(
+  pairs.map(([user, item]) => ({ user, item })),
+  { users, items },
+);
 const AB = 2 / 3;
 const AC = 1 / Math.sqrt(6);
 const AD = 1 / Math.sqrt(3);
@@ -105,8 +116,12 @@ describe("ItemKnnRecommender", () => {
   it("uses mean-centered ratings with centered weighting and drops non-positive similarities", () => {
     // u1: A5 B5 C1 (mean 11/3), u2: A4 B4 C1 (mean 3): A and B agree exactly, C is opposite.
     const rated = Interactions.fromRecords([
-      { user: "u1", item: "A", rating: 5 }, { user: "u1", item: "B", rating: 5 }, { user: "u1", item: "C", rating: 1 },
-      { user: "u2", item: "A", rating: 4 }, { user: "u2", item: "B", rating: 4 }, { user: "u2", item: "C", rating: 1 },
+      { user: "u1", item: "A", rating: 5 },
+      { user: "u1", item: "B", rating: 5 },
+      { user: "u1", item: "C", rating: 1 },
+      { user: "u2", item: "A", rating: 4 },
+      { user: "u2", item: "B", rating: 4 },
+      { user: "u2", item: "C", rating: 1 },
     ]);
     const centered = new ItemKnnRecommender({ weighting: "centered" }).fit(rated);
     expect(centered.similarity("A", "B")).toBeCloseTo(1, 6);

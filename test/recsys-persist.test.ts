@@ -116,7 +116,7 @@ describe("model file errors", () => {
   });
 
   it("rejects wrong files, versions, kinds and corruption", () => {
-    expect(err(Buffer.from("{\"model\": \"json, not a model file\"}")).message).toBe("m.bin: not a tallrec model file (bad magic bytes)");
+    expect(err(Buffer.from('{"model": "json, not a model file"}')).message).toBe("m.bin: not a tallrec model file (bad magic bytes)");
     const v2 = Buffer.from(good);
     v2.writeUInt32LE(MODEL_FILE_VERSION + 1, 8);
     expect(err(v2).message).toBe(`m.bin: unsupported model file version ${MODEL_FILE_VERSION + 1} (this build reads version ${MODEL_FILE_VERSION})`);

@@ -107,9 +107,7 @@ describe("leaveLastOut", () => {
 });
 
 describe("randomSplit", () => {
-  const big = Interactions.fromRecords(
-    Array.from({ length: 1000 }, (_, k) => ({ user: `u${k % 37}`, item: `i${k % 101}`, timestamp: k })),
-  );
+  const big = Interactions.fromRecords(Array.from({ length: 1000 }, (_, k) => ({ user: `u${k % 37}`, item: `i${k % 101}`, timestamp: k })));
   const key = (d: Interactions) => rowsOf(d).map((r) => r.timestamp);
 
   it("puts round(n × fraction) rows in test, disjoint from train, in original order", () => {

@@ -6,14 +6,7 @@
 import { describe, expect, it } from "vitest";
 
 import { parseMovieLensUsers } from "../src/chatrec/index.js";
-import {
-  generateSyntheticMovieLens,
-  InvalidArgumentError,
-  MOVIELENS_100K_GENRES,
-  parseMovieLensGenres,
-  parseMovieLensItems,
-  parseMovieLensRatings,
-} from "../src/recsys/index.js";
+import { generateSyntheticMovieLens, InvalidArgumentError, MOVIELENS_100K_GENRES, parseMovieLensGenres, parseMovieLensItems, parseMovieLensRatings } from "../src/recsys/index.js";
 import { SYNTHETIC_OPTIONS } from "./helpers/data.js";
 
 const data = generateSyntheticMovieLens(SYNTHETIC_OPTIONS);
@@ -49,7 +42,11 @@ describe("generated MovieLens-format data", () => {
     expect(titles.size).toBe(items.size);
     expect(accented).toBeGreaterThan(10);
     expect(items.title(5)).toBe("Star Wars (1977)"); // the named titles come first
-    for (const g of MOVIELENS_100K_GENRES.slice(1)) expect([...items].some((it) => it.genres.includes(g)), g).toBe(true);
+    for (const g of MOVIELENS_100K_GENRES.slice(1))
+      expect(
+        [...items].some((it) => it.genres.includes(g)),
+        g,
+      ).toBe(true);
     expect([...items].filter((it) => /, The \(\d{4}\)$/.test(it.title)).length).toBeGreaterThan(50);
     // series: a film and its sequels
     const series = data.truth.series.find((s) => s.name !== "Star Wars" && s.name !== "Godfather")!;

@@ -68,7 +68,13 @@ describe.each(configs)("native scores equal the float64 reference: $label", ({ l
     { label: "adapter a scale 0.5", adapters: [{ name: "a", scale: 0.5 }] },
     { label: "adapter a scale 0", adapters: [{ name: "a", scale: 0 }] },
     { label: "adapter b (all seven projections) scale 1", adapters: [{ name: "b", scale: 1 }] },
-    { label: "adapters a 0.5 + b 1", adapters: [{ name: "a", scale: 0.5 }, { name: "b", scale: 1 }] },
+    {
+      label: "adapters a 0.5 + b 1",
+      adapters: [
+        { name: "a", scale: 0.5 },
+        { name: "b", scale: 1 },
+      ],
+    },
   ];
 
   let worst = 0;
@@ -77,8 +83,7 @@ describe.each(configs)("native scores equal the float64 reference: $label", ({ l
 
   /** The bound for value x with model σ: the exact-mode promise, or K·σ from the error model. */
   const bound = (sigma: number, x: number) => (exact ? EXACT * Math.max(1, Math.abs(x)) : referenceBound(sigma, x));
-  const refAdapters = (adapters: ReadonlyArray<{ name: "a" | "b"; scale: number }>): ReferenceAdapter[] =>
-    adapters.map((a) => ({ path: a.name === "a" ? paths.loraA : paths.loraB, scale: a.scale }));
+  const refAdapters = (adapters: ReadonlyArray<{ name: "a" | "b"; scale: number }>): ReferenceAdapter[] => adapters.map((a) => ({ path: a.name === "a" ? paths.loraA : paths.loraB, scale: a.scale }));
 
   it.each(cases)("$label", async ({ adapters }) => {
     const texts = prompts();

@@ -58,12 +58,7 @@ async function model(path: string): Promise<LlamaModel> {
 }
 
 /** llama.cpp's next-token distribution after each prompt (one sequence, one thread, no flash attention). */
-async function llamaCppNext(
-  modelPath: string,
-  adapters: readonly ReferenceAdapter[],
-  prompts: number[][],
-  kvType: "F32" | "F16",
-): Promise<Array<Map<number, number>>> {
+async function llamaCppNext(modelPath: string, adapters: readonly ReferenceAdapter[], prompts: number[][], kvType: "F32" | "F16"): Promise<Array<Map<number, number>>> {
   const m = await model(modelPath);
   const ctx = await m.createContext({
     contextSize: 1024,
@@ -146,7 +141,15 @@ describe("float64 reference vs llama.cpp", () => {
     { name: "tiny + lora-a@0.5", model: TINY, adapters: [{ path: LORA_A, scale: 0.5 }], kv: "F32" },
     { name: "tiny + lora-b@1", model: TINY, adapters: [{ path: LORA_B, scale: 1 }], kv: "F32" },
     { name: "tiny + lora-b@0.5", model: TINY, adapters: [{ path: LORA_B, scale: 0.5 }], kv: "F32" },
-    { name: "tiny + lora-a@1 + lora-b@0.5", model: TINY, adapters: [{ path: LORA_A, scale: 1 }, { path: LORA_B, scale: 0.5 }], kv: "F32" },
+    {
+      name: "tiny + lora-a@1 + lora-b@0.5",
+      model: TINY,
+      adapters: [
+        { path: LORA_A, scale: 1 },
+        { path: LORA_B, scale: 0.5 },
+      ],
+      kv: "F32",
+    },
     { name: "tiny-f16", model: TINY_F16, adapters: [], kv: "F32" },
     { name: "tiny-f16 + lora-a@0.5", model: TINY_F16, adapters: [{ path: LORA_A, scale: 0.5 }], kv: "F32" },
     { name: "tiny-f16 + lora-b@1", model: TINY_F16, adapters: [{ path: LORA_B, scale: 1 }], kv: "F32" },

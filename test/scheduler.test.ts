@@ -195,7 +195,11 @@ describe("Scheduler", () => {
     const pump = setInterval(() => r.release(), 1);
     const out = await done;
     clearInterval(pump);
-    expect(out.map((o) => o.results)).toEqual([[0, 0], [10, 20, 30], [40, 50]]);
+    expect(out.map((o) => o.results)).toEqual([
+      [0, 0],
+      [10, 20, 30],
+      [40, 50],
+    ]);
     expect(b.stats.queuedItems).toBe(0);
     // room again
     const again = b.submit([7], { group: "g" });

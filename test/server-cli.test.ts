@@ -83,9 +83,7 @@ describe("tallrec serve", () => {
       expect(adapters.default).toBe("movie");
       // 48 requests of 4 prompts: more work than the server does before the signal
       const rows = sampleRows("movie").slice(0, 192);
-      const inFlight = Array.from({ length: 48 }, (_, i) =>
-        fetch(`${url}/v1/score`, { method: "POST", headers: auth, body: JSON.stringify({ items: rows.slice(4 * i, 4 * i + 4) }) }),
-      );
+      const inFlight = Array.from({ length: 48 }, (_, i) => fetch(`${url}/v1/score`, { method: "POST", headers: auth, body: JSON.stringify({ items: rows.slice(4 * i, 4 * i + 4) }) }));
       // wait until the server has accepted all of them (scored, running or queued), with work left
       const metric = (text: string, name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split("\n").find((l) => l.startsWith(`${name} `)) ?? "x 0")![2]);
       let scored = 0;

@@ -119,7 +119,9 @@ describe("HTTP server on 127.0.0.1", () => {
     const g = gatedEngine();
     const { app, url } = await listen({ engine: g.engine, maxBatch: 64, batchWaitMs: 5 });
     try {
-      const items = rows().slice(100, 150).map((r, i) => ({ id: `r${i}`, ...r }));
+      const items = rows()
+        .slice(100, 150)
+        .map((r, i) => ({ id: `r${i}`, ...r }));
       const one = await score(url, { items });
       expect(one.status).toBe(200);
       expect(g.batches).toEqual([50]);
@@ -282,7 +284,10 @@ describe("HTTP server on 127.0.0.1", () => {
     expect(answers.map((r) => r.status)).toEqual(new Array(30).fill(200));
     answers.forEach((r, i) => {
       expect(r.body.results!.map((x) => x.id)).toEqual([0, 1]);
-      expect(r.body.results!.every((x) => typeof x.pYes === "number"), `request ${i}`).toBe(true);
+      expect(
+        r.body.results!.every((x) => typeof x.pYes === "number"),
+        `request ${i}`,
+      ).toBe(true);
     });
     expect(g.batches.reduce((x, y) => x + y, 0)).toBe(60);
     expect(g.closes).toBe(1);

@@ -34,6 +34,7 @@ afterAll(async () => {
   await engine?.close();
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON answers of three routes, read field by field below
 async function post(path: string, body: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: res.status, body: await res.json() };
@@ -51,7 +52,9 @@ async function alone(p: PromptInput): Promise<Score> {
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
 
 it("merges concurrent /v1/score, /v1/rank and /v1/chat traffic through one scheduler, each score as engine.score alone", async () => {
-  const rows = sampleRows("movie").slice(0, 24).map(({ instruction, input }) => ({ instruction, input }));
+  const rows = sampleRows("movie")
+    .slice(0, 24)
+    .map(({ instruction, input }) => ({ instruction, input }));
   const user = { domain: "movie" as const, liked: ["Toy Story (1995)", "Heat (1995)"], disliked: ["Jumanji (1995)"] };
   const candidates = ["Casino (1995)", "Babe (1995)", "Se7en (1995)", "Twister (1996)", "Fargo (1996)", "Scream (1996)"];
   const batchesBefore = engine.scheduler.stats.batches;

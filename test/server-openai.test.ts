@@ -62,7 +62,10 @@ describe("OpenAI-compatible routes with the openai client", () => {
   });
 
   it("streams as server-sent events: the pieces add up to the non-streamed answer, usage at the end", async () => {
-    const messages = [{ role: "system" as const, content: "You are terse." }, { role: "user" as const, content: "Name a film." }];
+    const messages = [
+      { role: "system" as const, content: "You are terse." },
+      { role: "user" as const, content: "Name a film." },
+    ];
     const stream = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true } });
     let text = "";
     let finish: string | null = null;
@@ -110,7 +113,15 @@ describe("OpenAI-compatible routes with the openai client", () => {
     expect(result!.recommendations.map((r) => r.item)).not.toContain(recs[0].item);
     expect(streamed.startsWith(`1. ${result!.recommendations[0].title}`)).toBe(true);
     // a conversation the server never saw (another client): replayed, same filters
-    const replay = await client.chat.completions.create({ model: "chatrec", user: "42", messages: [{ role: "user", content: "a comedy" }, { role: "assistant", content: "(elsewhere)" }, { role: "user", content: "not that one" }] });
+    const replay = await client.chat.completions.create({
+      model: "chatrec",
+      user: "42",
+      messages: [
+        { role: "user", content: "a comedy" },
+        { role: "assistant", content: "(elsewhere)" },
+        { role: "user", content: "not that one" },
+      ],
+    });
     expect((replay as unknown as { chatrec: { turn: number; filters: { excludeItems: string[] } } }).chatrec).toMatchObject({ turn: 2, filters: { excludeItems: [recs[0].item] } });
   });
 

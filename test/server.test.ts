@@ -73,8 +73,7 @@ afterAll(async () => {
   if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
 });
 
-const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
-  app.inject({ method: "POST", url, payload: payload as Record<string, unknown>, headers });
+const post = (url: string, payload: unknown, headers: Record<string, string> = {}) => app.inject({ method: "POST", url, payload: payload as Record<string, unknown>, headers });
 
 describe("POST /v1/score", () => {
   it("answers engine.score's scores for TALLRec rows and structured items, in order, with ids", async () => {
@@ -203,13 +202,28 @@ describe("POST /v1/score", () => {
 
   it("never answers a client's input with a 5xx", async () => {
     const bodies = [
-      "", " ", "0", "1e999", '"x"', "true", "[[]]", '{"items": null}', '{"items": [null]}', '{"items": [[]]}', '{"items": [{}]}',
-      '{"items": [{"domain": "movie"}]}', '{"items": [{"domain": "movie", "liked": "x", "disliked": [], "target": "t"}]}',
+      "",
+      " ",
+      "0",
+      "1e999",
+      '"x"',
+      "true",
+      "[[]]",
+      '{"items": null}',
+      '{"items": [null]}',
+      '{"items": [[]]}',
+      '{"items": [{}]}',
+      '{"items": [{"domain": "movie"}]}',
+      '{"items": [{"domain": "movie", "liked": "x", "disliked": [], "target": "t"}]}',
       '{"items": [{"domain": "book", "liked": [{"title": "a"}], "disliked": [], "target": {"title": "t", "author": 1}}]}',
-      '{"items": [{"instruction": "x", "input": "y", "id": 1.5}]}', '{"items": [{"instruction": "x", "input": "y", "id": {}}]}',
-      '{"__proto__": {"x": 1}, "items": [{"instruction": "x", "input": "y"}]}', '{"constructor": {"prototype": {}}, "items": []}',
-      '{"items": [{"instruction": "\\u0000", "input": "\\ud800"}]}', '{"adapter": "", "items": [{"instruction": "x", "input": "y"}]}',
-      '{"adapter": ["a"], "items": [{"instruction": "x", "input": "y"}]}', '{"items": [{"instruction": "x", "input": ""}]}',
+      '{"items": [{"instruction": "x", "input": "y", "id": 1.5}]}',
+      '{"items": [{"instruction": "x", "input": "y", "id": {}}]}',
+      '{"__proto__": {"x": 1}, "items": [{"instruction": "x", "input": "y"}]}',
+      '{"constructor": {"prototype": {}}, "items": []}',
+      '{"items": [{"instruction": "\\u0000", "input": "\\ud800"}]}',
+      '{"adapter": "", "items": [{"instruction": "x", "input": "y"}]}',
+      '{"adapter": ["a"], "items": [{"instruction": "x", "input": "y"}]}',
+      '{"items": [{"instruction": "x", "input": ""}]}',
     ];
     for (const payload of bodies) {
       for (const url of ["/v1/score", "/v1/rank"]) {
@@ -228,10 +242,17 @@ describe("POST /v1/rank", () => {
   it("sorts the candidates by engine.score's pYes and evaluates the user's prefix once", async () => {
     const res = await post("/v1/rank", { adapter: "b", ...user, candidates });
     expect(res.statusCode).toBe(200);
-    const body = res.json() as { ranking: Array<{ rank: number; index: number; id: string | number; pYes: number; logitYes: number; logitNo: number }>; errors: unknown[]; usage: { tokens: number; tokensEvaluated: number } };
+    const body = res.json() as {
+      ranking: Array<{ rank: number; index: number; id: string | number; pYes: number; logitYes: number; logitNo: number }>;
+      errors: unknown[];
+      usage: { tokens: number; tokensEvaluated: number };
+    };
     const prompts = targets.map((target) => ({ ...user, target }));
     const want = (await engine.score(prompts, { adapter: "b" })).map(ok);
-    const order = want.map((w, i) => ({ i, p: w.pYes })).sort((x, y) => y.p - x.p || x.i - y.i).map((x) => x.i);
+    const order = want
+      .map((w, i) => ({ i, p: w.pYes }))
+      .sort((x, y) => y.p - x.p || x.i - y.i)
+      .map((x) => x.i);
     expect(body.ranking.map((r) => r.index)).toEqual(order);
     expect(body.ranking.map((r) => r.rank)).toEqual([1, 2, 3, 4, 5]);
     for (const r of body.ranking) expectSameScore(r, want[r.index], `candidate ${r.index}`);
@@ -413,9 +434,24 @@ describe("health, metrics, docs, auth, request ids", () => {
   it("serves an OpenAPI 3.1 document generated from the route schemas", async () => {
     const res = await app.inject({ url: "/openapi.json" });
     expect(res.statusCode).toBe(200);
-    const doc = res.json() as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { items?: { oneOf?: Array<{ title: string; required: string[] }> } }> } }> } }>> };
+    const doc = res.json() as {
+      openapi: string;
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { items?: { oneOf?: Array<{ title: string; required: string[] }> } }> } }> } }>>;
+    };
     expect(doc.openapi).toBe("3.1.0");
-    expect(Object.keys(doc.paths).sort()).toEqual(["/health", "/health/live", "/health/ready", "/metrics", "/v1/adapters", "/v1/adapters/{name}", "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/rank", "/v1/score"]);
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      "/health",
+      "/health/live",
+      "/health/ready",
+      "/metrics",
+      "/v1/adapters",
+      "/v1/adapters/{name}",
+      "/v1/chat/completions",
+      "/v1/embeddings",
+      "/v1/models",
+      "/v1/rank",
+      "/v1/score",
+    ]);
     const items = doc.paths["/v1/score"].post.requestBody!.content["application/json"].schema.properties.items.items!;
     expect(items.oneOf!.map((s) => [s.title, s.required])).toEqual([
       ["InstructionItem", ["instruction", "input"]],

@@ -162,8 +162,7 @@ describe("generated models", () => {
   });
 
   it("size the presets as documented", () => {
-    const bytes = (name: "tiny" | "tiny-f16" | "bench"): number =>
-      llamaTensors(LLAMA_PRESETS[name], 32000).reduce((s, t) => s + t.dims.reduce((a, b) => a * b, 1) * (t.type === GgmlType.F32 ? 4 : 2), 0);
+    const bytes = (name: "tiny" | "tiny-f16" | "bench"): number => llamaTensors(LLAMA_PRESETS[name], 32000).reduce((s, t) => s + t.dims.reduce((a, b) => a * b, 1) * (t.type === GgmlType.F32 ? 4 : 2), 0);
     expect(bytes("tiny") / 1e6).toBeCloseTo(16.8, 0);
     expect(statSync(TINY).size / 1e6).toBeCloseTo(17.5, 0); // + ~0.7 MB of vocabulary metadata
     expect(statSync(TINY_F16).size / 1e6).toBeCloseTo(9.1, 0);

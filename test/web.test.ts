@@ -58,7 +58,11 @@ let page: Page;
 let shots: string;
 
 const api = async (method: string, path: string, body?: unknown) => {
-  const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${KEY}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${KEY}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 };
 
@@ -77,7 +81,16 @@ function nextChatAnswer(): Promise<Array<Record<string, unknown>>> {
     const onResponse = (res: HTTPResponse) => {
       if (!res.url().endsWith("/v1/chat") || res.request().method() !== "POST") return;
       page.off("response", onResponse);
-      res.text().then((t) => resolve(t.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)), reject);
+      res.text().then(
+        (t) =>
+          resolve(
+            t
+              .trim()
+              .split("\n")
+              .map((l) => JSON.parse(l) as Record<string, unknown>),
+          ),
+        reject,
+      );
     };
     page.on("response", onResponse);
   });
@@ -174,7 +187,10 @@ describe.skipIf(!chromium)("the web page in headless Chromium", () => {
     expect(await page.$eval("#conversation .turn:last-child", (e) => (e as HTMLElement).dataset.ranked)).toBe("true");
     const result = events.at(-1) as { type: string; recommendations: Array<{ item: string; title: string; pYes: number; recScore: number | null }>; explanation: string };
     expect(result.type).toBe("result");
-    const texts = events.filter((e) => e.type === "text").map((e) => e.text).join("");
+    const texts = events
+      .filter((e) => e.type === "text")
+      .map((e) => e.text)
+      .join("");
     expect(result.explanation).toBe(texts.trim());
     const shown = await shownRecommendations();
     expect(shown.length).toBe(result.recommendations.length);

@@ -84,7 +84,16 @@ export function stateDictPickle(tensors) {
     p.str(t.name).put();
     p.global("torch._utils", "_rebuild_tensor_v2");
     p.mark();
-    p.mark().str("storage").global("torch", storage[t.dtype] ?? "FloatStorage").str(t.key).str("cpu").int(t.numel).tuple().put().binpersid().put();
+    p.mark()
+      .str("storage")
+      .global("torch", storage[t.dtype] ?? "FloatStorage")
+      .str(t.key)
+      .str("cpu")
+      .int(t.numel)
+      .tuple()
+      .put()
+      .binpersid()
+      .put();
     p.int(t.offset ?? 0);
     p.mark();
     for (const d of t.shape) p.int(d);

@@ -46,7 +46,13 @@ function parseArgs(argv) {
     else if (a === "--no-save") o.save = false;
     else if (a === "--replay") o.replay = true;
     else if (a === "--help" || a === "-h") {
-      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n") + "\n");
+      process.stdout.write(
+        readFileSync(fileURLToPath(import.meta.url), "utf8")
+          .split("\n")
+          .filter((l) => l.startsWith("//"))
+          .map((l) => l.slice(3))
+          .join("\n") + "\n",
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -175,7 +181,9 @@ class Server {
     this.peak = 0;
   }
   async start() {
-    this.child = spawn(process.execPath, [cli, "--threads", "1", "serve", "--port", "0", "-m", this.corpus.model, "-l", `a=${this.corpus.adapter}`, "--models-dir", this.dir, "--batch-wait-ms", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+    this.child = spawn(process.execPath, [cli, "--threads", "1", "serve", "--port", "0", "-m", this.corpus.model, "-l", `a=${this.corpus.adapter}`, "--models-dir", this.dir, "--batch-wait-ms", "0"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let stderr = "";
     this.url = await new Promise((ok, fail) => {
       this.child.stderr.setEncoding("utf8").on("data", (d) => {
@@ -320,7 +328,11 @@ async function main() {
   };
   try {
     if (o.replay) {
-      const files = existsSync(o.fixtures) ? readdirSync(o.fixtures).filter((f) => f.endsWith(".json")).sort() : [];
+      const files = existsSync(o.fixtures)
+        ? readdirSync(o.fixtures)
+            .filter((f) => f.endsWith(".json"))
+            .sort()
+        : [];
       for (const [i, f] of files.entries()) {
         const recipe = { ...JSON.parse(readFileSync(join(o.fixtures, f), "utf8")), id: i };
         delete recipe.found;
@@ -363,8 +375,15 @@ async function main() {
   };
   if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else {
-    process.stdout.write(`${summary.mode}: ${total} mutants in ${summary.seconds} s (seed ${o.seed}), ${failures.length} failures; peak RSS worker ${summary.peakRssMb.worker} MB, server ${summary.peakRssMb.server} MB\n`);
-    for (const [f, s] of Object.entries(stats)) process.stdout.write(`  ${f.padEnd(17)} ${Object.entries(s).map(([k, v]) => `${k} ${v}`).join(", ")}\n`);
+    process.stdout.write(
+      `${summary.mode}: ${total} mutants in ${summary.seconds} s (seed ${o.seed}), ${failures.length} failures; peak RSS worker ${summary.peakRssMb.worker} MB, server ${summary.peakRssMb.server} MB\n`,
+    );
+    for (const [f, s] of Object.entries(stats))
+      process.stdout.write(
+        `  ${f.padEnd(17)} ${Object.entries(s)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}\n`,
+      );
   }
   process.exitCode = failures.length > 0 ? 1 : 0;
 }

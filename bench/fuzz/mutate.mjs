@@ -2,13 +2,13 @@
 // from a seeded generator (`plan`) and applies them to a seed file (`apply`): a recipe is the
 // format and the operations, so a crasher is stored as a few hundred bytes of JSON and rebuilt
 // exactly from the generated corpus.
-import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { copyFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
 
 import { openWeightFile } from "../../dist/convert/checkpoint.js";
-import { openGgufSync, readTensorBytes } from "../../dist/gguf/reader.js";
+import { openGgufSync } from "../../dist/gguf/reader.js";
 import { rewriteGguf } from "../../dist/gguf/rewrite.js";
 import { ensureTestModels, generateLora } from "../../dist/synth/index.js";
 import { writePeftAdapter } from "../../dist/synth/hf.js";
@@ -44,7 +44,12 @@ export async function buildCorpus(repoRoot, dir) {
 async function smallModel(src, dst, n) {
   const f = openGgufSync(src);
   const cut = (key) => ({ ...f.metadata.get(key), value: f.metadata.get(key).value.slice(0, n) });
-  const metadata = { "tokenizer.ggml.tokens": cut("tokenizer.ggml.tokens"), "tokenizer.ggml.scores": cut("tokenizer.ggml.scores"), "tokenizer.ggml.token_type": cut("tokenizer.ggml.token_type"), "llama.vocab_size": { type: 4, value: n } };
+  const metadata = {
+    "tokenizer.ggml.tokens": cut("tokenizer.ggml.tokens"),
+    "tokenizer.ggml.scores": cut("tokenizer.ggml.scores"),
+    "tokenizer.ggml.token_type": cut("tokenizer.ggml.token_type"),
+    "llama.vocab_size": { type: 4, value: n },
+  };
   for (const [key, v] of f.metadata) if (key.endsWith("_token_id") && v.value >= n) metadata[key] = null;
   const rows = (name) => {
     const t = f.tensorsByName.get(name);
@@ -216,7 +221,7 @@ export async function applyGguf(src, dst, ops) {
 }
 
 // ---- PEFT checkpoints (adapter_config.json + safetensors or a PyTorch zip/pickle)
-const CONFIG_VALUES = [0, -1, 1, 8, 1e6, 1e308, -1e308, 2 ** 53, 0.5, "8", "", null, true, [], {}, [1, 2], { "q_proj": 4 }];
+const CONFIG_VALUES = [0, -1, 1, 8, 1e6, 1e308, -1e308, 2 ** 53, 0.5, "8", "", null, true, [], {}, [1, 2], { q_proj: 4 }];
 const NASTY_KEYS = ["(.*.*)*X", "(a|aa)+$", "((.+)+)+q_proj", "(?=q)q_proj", "q_proj", "layers\\.\\d{1,3}\\..*", "[", "(", "\\", "a{1000}", "x".repeat(2000), "^model\\.layers\\.0\\.self_attn\\.q_proj$", "\u001b[31m"];
 const CONFIG_KEYS = ["r", "lora_alpha", "use_rslora", "target_modules", "rank_pattern", "alpha_pattern", "fan_in_fan_out", "peft_type", "bias", "modules_to_save", "use_dora", "base_model_name_or_path"];
 
@@ -240,11 +245,25 @@ export function planPeft(rng, dir, format) {
       const field = rng.pick(["shape", "stride", "offset", "numel", "dtype", "name"]);
       const values = {
         shape: [[1e6, 64], [0, 64], [64], [8, 64, 1], [2 ** 31, 2 ** 31], [-1, 64], [8, 65]],
-        stride: [[0, 1], [1, 0], [0, 0], [64, 1], [1, 8], [-1, 1], [2 ** 40, 1]],
+        stride: [
+          [0, 1],
+          [1, 0],
+          [0, 0],
+          [64, 1],
+          [1, 8],
+          [-1, 1],
+          [2 ** 40, 1],
+        ],
         offset: [0, 1, 63, 1e9, -1],
         numel: [0, 1, 511, 2 ** 31, 2 ** 50],
         dtype: ["F16", "BF16", "F32"],
-        name: ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight", "base_model.model.lm_head.lora_A.weight", "model.layers.0.mlp.gate_proj.lora_B.weight", "\u001b[31m"],
+        name: [
+          "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+          "base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight",
+          "base_model.model.lm_head.lora_A.weight",
+          "model.layers.0.mlp.gate_proj.lora_B.weight",
+          "\u001b[31m",
+        ],
       };
       ops.push({ op: "tensor-view", index: t, field, value: encodeNumber(rng.pick(values[field])) });
     } else if (r < 62) ops.push({ op: "tensor-poke", index: t, element: rng.int(64), value: encodeNumber(rng.pick([NaN, Infinity, -Infinity, 3e38, 1e10])) });
@@ -263,7 +282,7 @@ export async function applyPeft(src, dst, format, ops) {
   for (const f of readdirSync(src)) await copyFile(join(src, f), join(dst, f));
   const cfgPath = join(dst, "adapter_config.json");
   const weights = join(dst, format === "bin" ? "adapter_model.bin" : "adapter_model.safetensors");
-  let cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
+  const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
   let rawConfig = null;
   for (const o of ops) {
     if (o.op === "config-set") cfg[o.key] = decodeNumber(o.value);
@@ -272,7 +291,16 @@ export async function applyPeft(src, dst, format, ops) {
   writeFileSync(cfgPath, rawConfig ?? JSON.stringify(cfg));
   const viewOps = ops.filter((o) => ["tensor-view", "tensor-poke", "zip-size", "zip-bomb", "zip-method"].includes(o.op));
   if (viewOps.length > 0) {
-    const tensors = openWeightFile(weights).map((t, i) => ({ name: t.name, key: String(i), dtype: t.dtype, shape: [...t.shape], stride: contiguous(t.shape), numel: t.shape.reduce((a, b) => a * b, 1), offset: 0, data: Buffer.from(t.readBytes()) }));
+    const tensors = openWeightFile(weights).map((t, i) => ({
+      name: t.name,
+      key: String(i),
+      dtype: t.dtype,
+      shape: [...t.shape],
+      stride: contiguous(t.shape),
+      numel: t.shape.reduce((a, b) => a * b, 1),
+      offset: 0,
+      data: Buffer.from(t.readBytes()),
+    }));
     const entries = new Map();
     for (const o of viewOps) {
       const t = tensors[Math.min(o.index ?? 0, tensors.length - 1)];
@@ -297,7 +325,10 @@ export async function applyPeft(src, dst, format, ops) {
       len.writeBigUInt64LE(BigInt(h.length));
       writeFileSync(weights, Buffer.concat([len, h, ...bodies]));
     } else {
-      const files = [{ name: "archive/data.pkl", body: stateDictPickle(tensors) }, { name: "archive/byteorder", body: Buffer.from("little") }];
+      const files = [
+        { name: "archive/data.pkl", body: stateDictPickle(tensors) },
+        { name: "archive/byteorder", body: Buffer.from("little") },
+      ];
       tensors.forEach((t, i) => files.push({ name: `archive/data/${i}`, body: t.data }));
       for (const f of files) {
         const o = entries.get(f.name.slice("archive/".length));
@@ -339,7 +370,8 @@ export function planBatch(rng) {
     if (r < 20) ops.push({ op: "deep", row, depth: rng.pick([65, 1000, 100_000]) });
     else if (r < 35) ops.push({ op: "huge", row, bytes: rng.pick([10_000, 100_000, 2_000_000]) });
     else if (r < 50) ops.push({ op: "bytes", row, bytes: rng.pick([[0], [0xff, 0xfe], [0xc3], [0xe2, 0x82], [0x1b, 0x5b, 0x32, 0x4a], [0x0d], [0x22], [0x2c, 0x22, 0x22]]) });
-    else if (r < 65) ops.push({ op: "value", row, column: rng.pick(["target", "liked", "instruction", "input", "user"]), value: encodeNumber(rng.pick([null, 1e308, -0, true, [], {}, [[["x"]]], "", "\u0000", { title: 1 }])) });
+    else if (r < 65)
+      ops.push({ op: "value", row, column: rng.pick(["target", "liked", "instruction", "input", "user"]), value: encodeNumber(rng.pick([null, 1e308, -0, true, [], {}, [[["x"]]], "", "\u0000", { title: 1 }])) });
     else if (r < 75) ops.push({ op: "columns", row, count: rng.pick([100, 10_000]) });
     else if (r < 82) ops.push({ op: "bom" });
     else if (r < 90) ops.push({ op: "cut", fraction: rng.next() });
@@ -400,7 +432,29 @@ export function planHttp(rng) {
   const n = 1 + rng.int(3);
   for (let i = 0; i < n; i++) {
     const r = rng.int(100);
-    if (r < 40) ops.push({ op: "set", path: rng.pick(["adapter", "scoring", "items", "items.0", "items.0.target", "items.0.liked", "items.0.domain", "items.0.instruction", "user", "candidates", "candidates.0", "name", "path", "scale", "share", "extra"]), value: encodeNumber(rng.pick(HTTP_VALUES)) });
+    if (r < 40)
+      ops.push({
+        op: "set",
+        path: rng.pick([
+          "adapter",
+          "scoring",
+          "items",
+          "items.0",
+          "items.0.target",
+          "items.0.liked",
+          "items.0.domain",
+          "items.0.instruction",
+          "user",
+          "candidates",
+          "candidates.0",
+          "name",
+          "path",
+          "scale",
+          "share",
+          "extra",
+        ]),
+        value: encodeNumber(rng.pick(HTTP_VALUES)),
+      });
     else if (r < 50) ops.push({ op: "deep", depth: rng.pick([100, 10_000, 200_000]) });
     else if (r < 60) ops.push({ op: "many", count: rng.pick([257, 5000]) });
     else if (r < 70) ops.push({ op: "raw", text: rng.pick(["", "{", "nul\u0000l", "[1,2", '{"items":[{"instruction":"\\ud800","input":"x"}]}', "\xff\xfe"]) });

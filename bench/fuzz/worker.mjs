@@ -12,7 +12,10 @@ const { convertPeftLora } = await import(new URL("convert/lora.js", dist).href);
 
 const PROMPTS = [
   { domain: "movie", liked: ["Heat (1995)", "Fargo (1996)"], disliked: ["Jumanji (1995)"], target: "Casino (1995)" },
-  { instruction: "Given the user's preference and unpreference, identify whether the user will like the target movie by answering \"Yes.\" or \"No.\".", input: "User Preference: \"Heat (1995)\"\nUser Unpreference: \nWhether the user will like the target movie \"Casino (1995)\"?" },
+  {
+    instruction: 'Given the user\'s preference and unpreference, identify whether the user will like the target movie by answering "Yes." or "No.".',
+    input: 'User Preference: "Heat (1995)"\nUser Unpreference: \nWhether the user will like the target movie "Casino (1995)"?',
+  },
 ];
 /** Messages of JavaScript bugs, as opposed to refusals that name a problem. */
 const INTERNAL = /Maximum call stack|Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Invalid array length|Invalid typed array length|Array buffer allocation failed|out of memory/i;
@@ -36,7 +39,13 @@ async function scoreWith(model, adapter) {
     for (const r of results) {
       if (r.error === undefined && ![r.pYes, r.logitYes, r.logitNo].every(Number.isFinite)) return { outcome: "silent-null", detail: JSON.stringify(r) };
     }
-    return { outcome: results.some((r) => r.error !== undefined) ? "item-errors" : "ok", detail: results.map((r) => r.error ?? r.pYes).join("; ").slice(0, 300) };
+    return {
+      outcome: results.some((r) => r.error !== undefined) ? "item-errors" : "ok",
+      detail: results
+        .map((r) => r.error ?? r.pYes)
+        .join("; ")
+        .slice(0, 300),
+    };
   } catch (err) {
     return failureOf(err);
   } finally {

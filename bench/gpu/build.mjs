@@ -20,6 +20,10 @@ if (values.cuda) {
 }
 const prefix = buildLlama(bundleInfo(), { cuda: values.cuda, archs: values.cuda ? archs : [], env });
 const build = join(cacheRoot, `harness-${values.cuda ? "cuda-" + archs.join("_") : "cpu"}`);
-run("cmake", ["-S", here, "-B", build, "-DCMAKE_BUILD_TYPE=Release", `-DCMAKE_PREFIX_PATH=${prefix}`, `-DTALLREC_CUDA=${values.cuda ? "ON" : "OFF"}`, ...(values.cuda ? [`-DCMAKE_CUDA_ARCHITECTURES=${archs.join(";")}`] : [])], { env });
+run(
+  "cmake",
+  ["-S", here, "-B", build, "-DCMAKE_BUILD_TYPE=Release", `-DCMAKE_PREFIX_PATH=${prefix}`, `-DTALLREC_CUDA=${values.cuda ? "ON" : "OFF"}`, ...(values.cuda ? [`-DCMAKE_CUDA_ARCHITECTURES=${archs.join(";")}`] : [])],
+  { env },
+);
 run("cmake", ["--build", build, "-j", jobs], { env });
 process.stdout.write(`${join(build, "tallrec-harness")}\n`);

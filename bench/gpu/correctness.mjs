@@ -70,19 +70,39 @@ const SETS = {
   "a@0.5": [{ name: "a", scale: 0.5 }],
   "a@1": [{ name: "a", scale: 1 }],
   "b@1": [{ name: "b", scale: 1 }],
-  "a@0.5+b@1": [{ name: "a", scale: 0.5 }, { name: "b", scale: 1 }],
+  "a@0.5+b@1": [
+    { name: "a", scale: 0.5 },
+    { name: "b", scale: 1 },
+  ],
 };
 let cudaScores = null;
-for (const [model, kvType] of [["F32", "f32"], ["F32", "f16"], ["F16", "f16"]]) {
+for (const [model, kvType] of [
+  ["F32", "f32"],
+  ["F32", "f16"],
+  ["F16", "f16"],
+]) {
   const key = `${model}/${kvType}`;
   const bound = BOUNDS[a.backend][key];
-  const e = await Engine.load({ model: paths[model], adapters: [{ name: "a", path: paths.a }, { name: "b", path: paths.b }], defaultAdapter: null, gpu, contextSize: 1024, kvType });
+  const e = await Engine.load({
+    model: paths[model],
+    adapters: [
+      { name: "a", path: paths.a },
+      { name: "b", path: paths.b },
+    ],
+    defaultAdapter: null,
+    gpu,
+    contextSize: 1024,
+    kvType,
+  });
   if (tokensOk.length === 0) for (const p of prompts) tokensOk.push(JSON.stringify(Array.from(e.tokenize(p.text))) === JSON.stringify(p.tokens));
   let worst = 0;
   const per = {};
   const got = {};
   for (const [label, adapters] of Object.entries(SETS)) {
-    got[label] = await e.score(prompts.map((p) => p.text), { adapter: adapters, scoring: "tallrec-compat" });
+    got[label] = await e.score(
+      prompts.map((p) => p.text),
+      { adapter: adapters, scoring: "tallrec-compat" },
+    );
     if (label === "a@0") continue;
     const ref = refFor(model, label);
     let w = 0;
@@ -93,7 +113,12 @@ for (const [model, kvType] of [["F32", "f32"], ["F32", "f16"], ["F16", "f16"]]) 
     per[label] = Number(w.toExponential(3));
     worst = Math.max(worst, w);
   }
-  check(`${key} (weights/KV cache) within ${bound} of the float64 reference, adapters at scales 0.5 and 1`, worst < bound, { maxRelDiff: worst, bound, perAdapterSet: per, ...(a.backend === "cuda" && key === "F32/f32" ? { note: TF32_NOTE } : {}) });
+  check(`${key} (weights/KV cache) within ${bound} of the float64 reference, adapters at scales 0.5 and 1`, worst < bound, {
+    maxRelDiff: worst,
+    bound,
+    perAdapterSet: per,
+    ...(a.backend === "cuda" && key === "F32/f32" ? { note: TF32_NOTE } : {}),
+  });
   const zero = Math.max(...got["a@0"].map((r, i) => Math.max(relDiff(r.logitYes, got.base[i].logitYes), relDiff(r.logitNo, got.base[i].logitNo))));
   const moved = Math.max(...got["a@1"].map((r, i) => Math.abs(r.logitYes - got.base[i].logitYes) + Math.abs(r.logitNo - got.base[i].logitNo)));
   check(`${key}: adapter at scale 0 equals the base model, at scale 1 moves the logits`, zero < 1e-5 && moved > 1e-2, { scale0MaxRelDiff: zero, scale1Moved: moved });
@@ -107,7 +132,10 @@ check("the engine tokenizes the check prompts as the reference's token ids", tok
 // order (README: 1e-5). With F16 weights or KV cache those last-bit differences flip half-precision
 // roundings, which this deliberately sensitive random model amplifies (measured on the CPU: 2e-6
 // with F32 weights and cache, up to 3e-3 with F16 ones): held to that configuration's bound.
-for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", "f16", BOUNDS[a.backend]["F16/f16"]]]) {
+for (const [model, kvType, bound] of [
+  ["F32", "f32", INVARIANCE_BOUND],
+  ["F16", "f16", BOUNDS[a.backend]["F16/f16"]],
+]) {
   const [n1, n7, n64] = SIZES[mode].invariance;
   const texts = workload.independent.slice(0, n64);
   while (texts.length < n64) texts.push(...workload.independent.slice(0, n64 - texts.length));
@@ -133,14 +161,27 @@ for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", 
   }
   d["shared vs unshared, 64"] = diff(runs.shared.all, runs.unshared.all, n64);
   const worst = Math.max(...Object.values(d));
-  check(`batch invariance 1/7/64, sharing on and off, ${model} weights / ${kvType} KV cache, within ${bound}`, worst <= bound, { maxRelDiff: worst, bound, pairs: d, ...(a.backend === "cuda" && model === "F32" ? { note: TF32_NOTE } : {}) });
+  check(`batch invariance 1/7/64, sharing on and off, ${model} weights / ${kvType} KV cache, within ${bound}`, worst <= bound, {
+    maxRelDiff: worst,
+    bound,
+    pairs: d,
+    ...(a.backend === "cuda" && model === "F32" ? { note: TF32_NOTE } : {}),
+  });
   await e.close();
 }
 
 // 4. adapter switching A, B, A: identical bits for both A calls
 {
   const texts = workload.independent.slice(0, SIZES[mode].switching);
-  const e = await Engine.load({ model: paths.F16, adapters: [{ name: "a", path: paths.a }, { name: "b", path: paths.b }], defaultAdapter: null, gpu });
+  const e = await Engine.load({
+    model: paths.F16,
+    adapters: [
+      { name: "a", path: paths.a },
+      { name: "b", path: paths.b },
+    ],
+    defaultAdapter: null,
+    gpu,
+  });
   const out = {};
   for (const share of [true, false]) {
     const s1 = await e.score(texts, { adapter: "a", share });
@@ -150,7 +191,11 @@ for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", 
     const moved = Math.max(...s1.map((r, i) => Math.abs(r.logitYes - s2[i].logitYes)));
     out[share ? "shared" : "unshared"] = { identical: same, bMovesLogitsBy: moved };
   }
-  check("adapter switching A, B, A: the A scores are identical bit for bit", Object.values(out).every((x) => x.identical && x.bMovesLogitsBy > 1e-3), out);
+  check(
+    "adapter switching A, B, A: the A scores are identical bit for bit",
+    Object.values(out).every((x) => x.identical && x.bMovesLogitsBy > 1e-3),
+    out,
+  );
   await e.close();
 }
 
@@ -158,7 +203,10 @@ for (const [model, kvType, bound] of [["F32", "f32", INVARIANCE_BOUND], ["F16", 
 if (a.backend === "cuda" && cudaScores) {
   try {
     const e = await Engine.load({ model: paths.F32, adapters: [{ name: "a", path: paths.a }], gpu: "cpu", contextSize: 1024, kvType: "f32" });
-    const cpu = await e.score(prompts.map((p) => p.text), { scoring: "tallrec-compat" });
+    const cpu = await e.score(
+      prompts.map((p) => p.text),
+      { scoring: "tallrec-compat" },
+    );
     await e.close();
     const w = Math.max(...cpu.map((r, i) => Math.max(relDiff(cudaScores[i].logitYes, r.logitYes), relDiff(cudaScores[i].logitNo, r.logitNo))));
     res.cudaVsCpu = { maxRelDiff: w, note: "F32 weights and KV cache, adapter a at scale 1: CUDA (TF32) against the CPU variant" };

@@ -59,5 +59,11 @@ log(`big-model adapter ready (${(now() - t1).toFixed(1)} s)`);
 const sizes = SIZES[a.mode];
 const w = await workload(sizes.prompts, sizes.candidates);
 writeJson(files.prompts, w);
-writeJson(join(a.dir, "models.json"), { files, check: { F32: checkF32, F16: checkF16, loraA, loraB }, big: spec, bigLora: { ...TALLREC_LORA, seed: 77 }, prompts: { source: w.source, independent: w.independent.length, ranking: w.ranking.length, user: w.user } });
+writeJson(join(a.dir, "models.json"), {
+  files,
+  check: { F32: checkF32, F16: checkF16, loraA, loraB },
+  big: spec,
+  bigLora: { ...TALLREC_LORA, seed: 77 },
+  prompts: { source: w.source, independent: w.independent.length, ranking: w.ranking.length, user: w.user },
+});
 log(`models and prompts ready in ${a.dir} (${(now() - t0).toFixed(1)} s)`);

@@ -54,5 +54,8 @@ readSync(fd, head, 0, head.length, 0);
 const end = head.indexOf("\n\n");
 if (!head.subarray(0, 16).toString().startsWith("# v2 git bundle") || end < 0) throw new Error("unexpected gitRelease.bundle header");
 writeFileSync(join(out, "llama", "gitRelease.bundle"), head.subarray(0, end + 2));
-writeFileSync(join(out, "TALLREC-GPU-CHECK.txt"), "Stub written by bench/gpu/pack-modules.mjs for the device run: package.json and the header of llama/gitRelease.bundle\n(its commit) only. The llama.cpp source extracted from the full bundle travels as bench/.cache/gpu-carry/llama-src-*.tar.xz.\n");
+writeFileSync(
+  join(out, "TALLREC-GPU-CHECK.txt"),
+  "Stub written by bench/gpu/pack-modules.mjs for the device run: package.json and the header of llama/gitRelease.bundle\n(its commit) only. The llama.cpp source extracted from the full bundle travels as bench/.cache/gpu-carry/llama-src-*.tar.xz.\n",
+);
 console.log(JSON.stringify({ packages: seen.size + 1 }));

@@ -24,7 +24,13 @@ export const ADAPTER_SETS = [
   { label: "a@0.5", adapters: [{ name: "a", scale: 0.5 }] },
   { label: "a@1", adapters: [{ name: "a", scale: 1 }] },
   { label: "b@1", adapters: [{ name: "b", scale: 1 }] },
-  { label: "a@0.5+b@1", adapters: [{ name: "a", scale: 0.5 }, { name: "b", scale: 1 }] },
+  {
+    label: "a@0.5+b@1",
+    adapters: [
+      { name: "a", scale: 0.5 },
+      { name: "b", scale: 1 },
+    ],
+  },
 ];
 
 function lse(row) {
@@ -40,7 +46,11 @@ const paths = { F32: join(a.dir, "check-f32.gguf"), F16: join(a.dir, "check-f16.
 const out = { note: "exact float64 forward passes (test/reference/llama64.ts)", results: [] };
 for (const model of ["F32", "F16"]) {
   for (const set of ADAPTER_SETS) {
-    const ref = loadReference(paths[model], set.adapters.map((x) => ({ path: paths[x.name], scale: x.scale })), {});
+    const ref = loadReference(
+      paths[model],
+      set.adapters.map((x) => ({ path: paths[x.name], scale: x.scale })),
+      {},
+    );
     const values = prompts.map((p) => {
       const row = ref.forwardLastLogits(p.tokens);
       return { logitYes: row[YES], logitNo: row[NO], logSumExp: lse(row) };

@@ -30,7 +30,11 @@ const lastJson = (p) => {
   return null;
 };
 const stages = existsSync(join(a.out, "stages.jsonl"))
-  ? readFileSync(join(a.out, "stages.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l))
+  ? readFileSync(join(a.out, "stages.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
   : [];
 const headline = json(W("throughput-headline.json"));
 const sweep = json(W("throughput-sweep.json"));
@@ -59,7 +63,10 @@ const best = indep.reduce((b, r) => (!b || r.fractionOfDenseF16Peak > b.fraction
 const bestFwd = fwd.reduce((b, r) => (!b || r.pairsPerSecond > b.pairsPerSecond ? r : b), null);
 res.targets = {
   appliesTo: "the device run on LLaMA-7B's shape (a --cpu rehearsal only shows that the stages run)",
-  vsTallrecEvaluate: gen && run("independent", true) ? { target: 20, measured: run("independent", true).pairsPerSecond / gen.pairsPerSecond, tallrecPairsPerSecond: run("independent", true).pairsPerSecond, evaluatePyPairsPerSecond: gen.pairsPerSecond } : null,
+  vsTallrecEvaluate:
+    gen && run("independent", true)
+      ? { target: 20, measured: run("independent", true).pairsPerSecond / gen.pairsPerSecond, tallrecPairsPerSecond: run("independent", true).pairsPerSecond, evaluatePyPairsPerSecond: gen.pairsPerSecond }
+      : null,
   vsTransformersForward: bestFwd && run("independent", true) ? { measured: run("independent", true).pairsPerSecond / bestFwd.pairsPerSecond, forwardPairsPerSecond: bestFwd.pairsPerSecond, batch: bestFwd.batch } : null,
   fractionOfDenseF16Peak: run("independent", true) ? { target: 0.5, default: run("independent", true).fractionOfDenseF16Peak, best: best?.fractionOfDenseF16Peak, bestConfig: best?.label } : null,
   rankingVsNoSharing: headline?.rankingSharingSpeedup ? { target: 5, measured: headline.rankingSharingSpeedup } : null,

@@ -108,7 +108,10 @@ if (a.part === "headline") {
   const tokens = { independent: tok(work.independent), ranking: tok(work.ranking) };
   if (a["tokens-out"]) writeJson(a["tokens-out"], tokens);
   const limits = { nCtx: info.context.nCtx, nBatch: info.context.nBatch, nSeqMax: info.context.nSeqMax, roundCells: info.context.roundTokens };
-  for (const [workload, texts, ids] of [["independent", work.independent, tokens.independent], ["ranking", work.ranking, tokens.ranking]]) {
+  for (const [workload, texts, ids] of [
+    ["independent", work.independent, tokens.independent],
+    ["ranking", work.ranking, tokens.ranking],
+  ]) {
     for (const share of [true, false]) {
       const label = `engine.score, ${workload}, sharing ${share ? "on" : "off"}`;
       if (left() < 30) {
@@ -126,8 +129,20 @@ if (a.part === "headline") {
         const bad = out.find((x) => x.error);
         if (bad) throw new Error(`${label}: ${bad.error}`);
       }
-      const plan = planScoring(ids.map((x) => Int32Array.from(x)), limits, { share });
-      const run = { label, workload, share, ...figures(texts.length, stats.promptTokens, stats.decodedTokens, median(secs), usefulFlops(plan, texts.length)), reusedTokens: stats.reusedTokens, decodeCalls: stats.decodeCalls, repSeconds: secs };
+      const plan = planScoring(
+        ids.map((x) => Int32Array.from(x)),
+        limits,
+        { share },
+      );
+      const run = {
+        label,
+        workload,
+        share,
+        ...figures(texts.length, stats.promptTokens, stats.decodedTokens, median(secs), usefulFlops(plan, texts.length)),
+        reusedTokens: stats.reusedTokens,
+        decodeCalls: stats.decodeCalls,
+        repSeconds: secs,
+      };
       res.runs.push(run);
       log(`${label}: ${run.pairsPerSecond.toFixed(1)} pairs/s, ${run.evaluatedTokensPerSecond.toFixed(0)} evaluated tokens/s, ${(100 * run.fractionOfDenseF16Peak).toFixed(1)}% of dense F16 peak`);
       save();
@@ -169,14 +184,64 @@ if (a.part === "headline") {
   const matrix =
     mode === "gpu"
       ? [
-          { fa: true, ub: 512, runs: [["independent", true, def], ["independent", false, def], ["ranking", true, def]] },
-          { fa: true, ub: 2048, runs: [["independent", true, 4096], ["independent", false, 4096]] },
-          { fa: false, ub: 2048, runs: [["independent", true, def], ["independent", false, def]] },
-          { fa: false, ub: 512, runs: [["independent", true, 1024], ["independent", true, 4096], ["independent", true, def], ["independent", false, def], ["ranking", true, def], ["ranking", false, def]] },
+          {
+            fa: true,
+            ub: 512,
+            runs: [
+              ["independent", true, def],
+              ["independent", false, def],
+              ["ranking", true, def],
+            ],
+          },
+          {
+            fa: true,
+            ub: 2048,
+            runs: [
+              ["independent", true, 4096],
+              ["independent", false, 4096],
+            ],
+          },
+          {
+            fa: false,
+            ub: 2048,
+            runs: [
+              ["independent", true, def],
+              ["independent", false, def],
+            ],
+          },
+          {
+            fa: false,
+            ub: 512,
+            runs: [
+              ["independent", true, 1024],
+              ["independent", true, 4096],
+              ["independent", true, def],
+              ["independent", false, def],
+              ["ranking", true, def],
+              ["ranking", false, def],
+            ],
+          },
         ]
       : [
-          { fa: false, ub: 512, runs: [["independent", true, def], ["independent", false, def], ["independent", true, 1024], ["ranking", true, def], ["ranking", false, def]] },
-          { fa: true, ub: 512, runs: [["independent", true, def], ["independent", false, def]] },
+          {
+            fa: false,
+            ub: 512,
+            runs: [
+              ["independent", true, def],
+              ["independent", false, def],
+              ["independent", true, 1024],
+              ["ranking", true, def],
+              ["ranking", false, def],
+            ],
+          },
+          {
+            fa: true,
+            ub: 512,
+            runs: [
+              ["independent", true, def],
+              ["independent", false, def],
+            ],
+          },
         ];
   res.defaultRoundTokens = def;
   let lastSeconds = 0;
@@ -193,7 +258,19 @@ if (a.part === "headline") {
       const prompts = workload === "independent" ? independent : ranking;
       const plan = planScoring(prompts, { ...limits, roundCells: round }, { share });
       const runPlan = () =>
-        ctx.run({ adapters: [lora], scales: Float32Array.of(1), tokens: plan.tokens, pos: plan.pos, out: plan.out, seqOffsets: plan.seqOffsets, seqIds: plan.seqIds, steps: plan.steps, nOutputs: plan.nOutputs, targets: Int32Array.of(8241, 3782) /* LLaMA's Yes / No */, lse: false });
+        ctx.run({
+          adapters: [lora],
+          scales: Float32Array.of(1),
+          tokens: plan.tokens,
+          pos: plan.pos,
+          out: plan.out,
+          seqOffsets: plan.seqOffsets,
+          seqIds: plan.seqIds,
+          steps: plan.steps,
+          nOutputs: plan.nOutputs,
+          targets: Int32Array.of(8241, 3782) /* LLaMA's Yes / No */,
+          lse: false,
+        });
       const s0 = now();
       if (!warmed) {
         await runPlan();
@@ -206,7 +283,18 @@ if (a.part === "headline") {
         secs.push(now() - s);
       }
       lastSeconds = now() - s0;
-      const run = { label, workload, share, roundTokens: round, flashAttention: c.fa, ubatch: c.ub, ...figures(prompts.length, plan.stats.promptTokens, plan.stats.decodedTokens, median(secs), usefulFlops(plan, prompts.length)), decodeCalls: plan.stats.decodeCalls, rounds: plan.stats.rounds, repSeconds: secs };
+      const run = {
+        label,
+        workload,
+        share,
+        roundTokens: round,
+        flashAttention: c.fa,
+        ubatch: c.ub,
+        ...figures(prompts.length, plan.stats.promptTokens, plan.stats.decodedTokens, median(secs), usefulFlops(plan, prompts.length)),
+        decodeCalls: plan.stats.decodeCalls,
+        rounds: plan.stats.rounds,
+        repSeconds: secs,
+      };
       res.runs.push(run);
       log(`${label}: ${run.pairsPerSecond.toFixed(1)} pairs/s, ${run.evaluatedTokensPerSecond.toFixed(0)} tokens/s, ${(100 * run.fractionOfDenseF16Peak).toFixed(1)}% of peak`);
       save();

@@ -9,8 +9,8 @@
 
 namespace tallrec {
 
-Napi::Value Quantize(const Napi::CallbackInfo & info);        // quantize.cpp
-Napi::Value QuantizeTypes(const Napi::CallbackInfo & info);   // quantize.cpp
+Napi::Value Quantize(const Napi::CallbackInfo & info);       // quantize.cpp
+Napi::Value QuantizeTypes(const Napi::CallbackInfo & info);  // quantize.cpp
 
 namespace {
 

@@ -93,8 +93,7 @@ inline Napi::Error ErrorFrom(Napi::Env env, const std::exception & e) {
 template <typename Base>
 class CodedWorker : public Base {
   public:
-    CodedWorker(Napi::Env env, const char * resourceName)
-        : Base(env, resourceName), deferred_(Napi::Promise::Deferred::New(env)) {}
+    CodedWorker(Napi::Env env, const char * resourceName) : Base(env, resourceName), deferred_(Napi::Promise::Deferred::New(env)) {}
 
     Napi::Promise Promise() const { return deferred_.Promise(); }
 

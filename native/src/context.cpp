@@ -10,8 +10,8 @@
 
 #include <cmath>
 
-#include "ggml-backend.h"
 #include <cstring>
+#include "ggml-backend.h"
 
 #include "lora.h"
 #include "model.h"
@@ -123,8 +123,7 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
 
     if (p.n_ctx < 16) throw InvalidRange(env, "nCtx must be at least 16");
     if (p.n_batch < 1 || p.n_ubatch < 1) throw InvalidRange(env, "nBatch and nUbatch must be positive");
-    if (p.n_seq_max < 1 || p.n_seq_max > kMaxSeq)
-        throw InvalidRange(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
+    if (p.n_seq_max < 1 || p.n_seq_max > kMaxSeq) throw InvalidRange(env, "nSeqMax must be in 1.." + std::to_string(kMaxSeq));
     // llama.cpp asserts (aborts) when n_seq_max exceeds the output capacity, which is n_batch
     if (p.n_seq_max > p.n_batch) throw InvalidRange(env, "nSeqMax must not exceed nBatch");
 
@@ -150,8 +149,8 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
         });
 }
 
-void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & model,
-                  std::vector<std::shared_ptr<LoraHandle>> & adapters, std::vector<float> & scales) {
+void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & model, std::vector<std::shared_ptr<LoraHandle>> & adapters,
+                  std::vector<float> & scales) {
     Napi::Value list = o.Get("adapters");
     if (list.IsUndefined() || list.IsNull()) return;
     if (!list.IsArray()) throw InvalidType(env, "adapters must be an array of Lora");
@@ -161,7 +160,8 @@ void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & mod
     if (sc.size() != arr.Length()) throw InvalidRange(env, "scales must have one entry per adapter");
     for (uint32_t i = 0; i < arr.Length(); i++) {
         auto lora = Lora::FromValue(arr.Get(i), "adapters[i]")->Handle(env);
-        if (lora->model.get() != &model) throw CodedError(env, codes::kInvalidInput, "LoRA adapter " + lora->path + " belongs to another model");
+        if (lora->model.get() != &model)
+            throw CodedError(env, codes::kInvalidInput, "LoRA adapter " + lora->path + " belongs to another model");
         if (!std::isfinite(sc[i])) throw InvalidRange(env, "adapter scale must be finite");
         adapters.push_back(lora);
     }

@@ -62,7 +62,7 @@ class Context : public Napi::ObjectWrap<Context> {
 void ApplyAdapters(ContextHandle & h, const std::vector<std::shared_ptr<LoraHandle>> & adapters, const std::vector<float> & scales);
 
 // Reads the adapter list of a call ({ adapters: Lora[], scales: Float32Array }) on the JS thread.
-void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & model,
-                  std::vector<std::shared_ptr<LoraHandle>> & adapters, std::vector<float> & scales);
+void ReadAdapters(Napi::Env env, const Napi::Object & o, const ModelHandle & model, std::vector<std::shared_ptr<LoraHandle>> & adapters,
+                  std::vector<float> & scales);
 
 }  // namespace tallrec

@@ -72,7 +72,8 @@ class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> 
             const int32_t nCtx = static_cast<int32_t>(llama_n_ctx(ctx));
             const int32_t nPrompt = static_cast<int32_t>(p_->prompt.size());
             if (nPrompt + 1 > nCtx)
-                throw CodedFailure(codes::kTooLong, "the prompt has " + std::to_string(nPrompt) + " tokens but the context holds " + std::to_string(nCtx));
+                throw CodedFailure(codes::kTooLong,
+                                   "the prompt has " + std::to_string(nPrompt) + " tokens but the context holds " + std::to_string(nCtx));
 
             // the prompt, in n_batch chunks, logits at its last token only
             llama_batch batch = llama_batch_init(static_cast<int32_t>(h_->nBatch), 0, 1);
@@ -98,7 +99,8 @@ class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> 
 
             smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
             if (p_->repeatPenalty != 1.0f && p_->repeatLastN != 0)
-                llama_sampler_chain_add(smpl, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab), p_->repeatLastN, p_->repeatPenalty, 0.0f, 0.0f));
+                llama_sampler_chain_add(
+                    smpl, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab), p_->repeatLastN, p_->repeatPenalty, 0.0f, 0.0f));
             if (p_->temperature <= 0.0f) {
                 llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
             } else {
@@ -110,8 +112,8 @@ class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> 
             }
             for (int32_t t : p_->prompt) llama_sampler_accept(smpl, t);
 
-            std::string text;   // everything generated so far (stop strings cut off)
-            size_t sent = 0;    // bytes of text already streamed
+            std::string text;  // everything generated so far (stop strings cut off)
+            size_t sent = 0;   // bytes of text already streamed
             stopReason_ = "length";
             for (int32_t n = 0; n < p_->maxTokens; n++) {
                 if (h_->abort.load()) {
@@ -269,7 +271,8 @@ Napi::Value Context::Embed(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsArray()) throw InvalidType(env, "embed takes an array of Int32Array token lists");
     auto h0 = Handle(env);
-    if (llama_pooling_type(h0->ctx) == LLAMA_POOLING_TYPE_NONE) throw CodedError(env, codes::kInvalidInput, "this context was not created for embeddings");
+    if (llama_pooling_type(h0->ctx) == LLAMA_POOLING_TYPE_NONE)
+        throw CodedError(env, codes::kInvalidInput, "this context was not created for embeddings");
     auto arr = info[0].As<Napi::Array>();
     auto texts = std::make_shared<std::vector<std::vector<int32_t>>>();
     const int32_t nVocab = llama_vocab_n_tokens(h0->model->vocab);

@@ -19,8 +19,7 @@ Napi::Function Lora::Define(Napi::Env env) {
 }
 
 Lora::Lora(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Lora>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal())
-        throw InvalidType(info.Env(), "use Lora.load(model, path) to load an adapter");
+    if (info.Length() != 1 || !info[0].IsExternal()) throw InvalidType(info.Env(), "use Lora.load(model, path) to load an adapter");
     handle_ = *info[0].As<Napi::External<std::shared_ptr<LoraHandle>>>().Data();
 }
 

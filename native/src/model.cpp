@@ -25,8 +25,7 @@ Napi::Function Model::Define(Napi::Env env) {
 
 // Constructed only by Model.load, with an External holding the loaded handle.
 Model::Model(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Model>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal())
-        throw InvalidType(info.Env(), "use Model.load(path, options) to load a model");
+    if (info.Length() != 1 || !info[0].IsExternal()) throw InvalidType(info.Env(), "use Model.load(path, options) to load a model");
     auto * h = info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data();
     handle_ = *h;
 }
@@ -90,13 +89,13 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
 static std::vector<llama_token> TokenizeText(const ModelHandle & h, const std::string & text, bool addSpecial, bool parseSpecial) {
     if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw CodedFailure(codes::kTooLong, "text is too long to tokenize");
     std::vector<llama_token> out(text.size() + 4);
-    int32_t n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                               static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
+    int32_t n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(), static_cast<int32_t>(out.size()),
+                               addSpecial, parseSpecial);
     if (n < 0) {
         if (n == INT32_MIN) throw CodedFailure(codes::kTooLong, "tokenization overflow");
         out.resize(static_cast<size_t>(-n));
-        n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                           static_cast<int32_t>(out.size()), addSpecial, parseSpecial);
+        n = llama_tokenize(h.vocab, text.data(), static_cast<int32_t>(text.size()), out.data(), static_cast<int32_t>(out.size()),
+                           addSpecial, parseSpecial);
         if (n < 0) throw CodedFailure(codes::kInternal, "tokenization failed");
     }
     out.resize(static_cast<size_t>(n));
@@ -160,7 +159,7 @@ static void CheckTokens(Napi::Env env, const ModelHandle & h, const int32_t * t,
     for (size_t i = 0; i < n; i++)
         if (t[i] < 0 || t[i] >= nVocab)
             throw InvalidRange(env, "token id " + std::to_string(t[i]) + " at index " + std::to_string(i) +
-                                                 " is outside the vocabulary (0.." + std::to_string(nVocab - 1) + ")");
+                                        " is outside the vocabulary (0.." + std::to_string(nVocab - 1) + ")");
 }
 
 // detokenize(Int32Array, removeSpecial = false, unparseSpecial = false) -> string
@@ -177,8 +176,8 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo & info) {
                                  static_cast<int32_t>(text.size()), removeSpecial, unparseSpecial);
     if (n < 0) {
         text.resize(static_cast<size_t>(-n));
-        n = llama_detokenize(h->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(),
-                             static_cast<int32_t>(text.size()), removeSpecial, unparseSpecial);
+        n = llama_detokenize(h->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), text.data(), static_cast<int32_t>(text.size()),
+                             removeSpecial, unparseSpecial);
         if (n < 0) throw CodedError(env, codes::kInternal, "detokenization failed");
     }
     text.resize(static_cast<size_t>(n));

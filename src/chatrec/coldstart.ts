@@ -102,12 +102,7 @@ export interface NearestOptions {
  * The `k` items of `pool` whose text embeddings are closest to the mean embedding of `anchors`
  * (cosine, best first; ties: pool order). Empty when there are no anchors.
  */
-export async function nearestByText(
-  embeddings: TextEmbeddings,
-  anchors: readonly ItemInfo[],
-  pool: readonly ItemInfo[],
-  options: NearestOptions,
-): Promise<Array<{ item: string; score: number }>> {
+export async function nearestByText(embeddings: TextEmbeddings, anchors: readonly ItemInfo[], pool: readonly ItemInfo[], options: NearestOptions): Promise<Array<{ item: string; score: number }>> {
   if (anchors.length === 0 || pool.length === 0 || options.k < 1) return [];
   const text = (i: ItemInfo) => itemText(i, options.descriptions?.get(i.id));
   const vs = await embeddings.get([...anchors.map(text), ...pool.map(text)]);

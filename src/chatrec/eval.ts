@@ -317,8 +317,13 @@ const f4 = (x: number) => x.toFixed(4);
 /** The report as Markdown tables (ours, then Chat-REC's published numbers when `published`). */
 export function formatReport(r: RecsysEvalReport, options: { published?: boolean } = {}): string {
   const lines: string[] = [];
-  lines.push(`Split: ${r.split}; ${r.trainSize} training / ${r.testSize} test ratings; ${r.users} users; relevant: ${r.minRating === null ? "every held-out item" : `held-out items rated >= ${r.minRating}`}${r.rerank ? `; re-ranking: each model's top ${r.candidates} candidates` : ""}.`);
-  if (r.rerank) lines.push(`TALLRec re-ranking: ${r.rerank.label || "the given model"}, ${r.rerank.scoring} scoring, alpha ${r.rerank.alpha}; ${r.rerank.prompts} prompts in ${r.rerank.seconds.toFixed(1)} s (${r.rerank.promptsPerSecond.toFixed(1)}/s)${r.rerank.failed ? `, ${r.rerank.failed} failed` : ""}.`);
+  lines.push(
+    `Split: ${r.split}; ${r.trainSize} training / ${r.testSize} test ratings; ${r.users} users; relevant: ${r.minRating === null ? "every held-out item" : `held-out items rated >= ${r.minRating}`}${r.rerank ? `; re-ranking: each model's top ${r.candidates} candidates` : ""}.`,
+  );
+  if (r.rerank)
+    lines.push(
+      `TALLRec re-ranking: ${r.rerank.label || "the given model"}, ${r.rerank.scoring} scoring, alpha ${r.rerank.alpha}; ${r.rerank.prompts} prompts in ${r.rerank.seconds.toFixed(1)} s (${r.rerank.promptsPerSecond.toFixed(1)}/s)${r.rerank.failed ? `, ${r.rerank.failed} failed` : ""}.`,
+    );
   lines.push("");
   const head = ["model", ...r.ks.flatMap((k) => [`P@${k}`, `R@${k}`, `NDCG@${k}`]), "seconds"];
   lines.push(`| ${head.join(" | ")} |`);

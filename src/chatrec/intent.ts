@@ -94,15 +94,35 @@ const GENRE_WORDS: ReadonlyArray<[RegExp, readonly string[]]> = [
 const NEGATION = /\b(?:no|not|without|nothing|avoid|except|hate|dont|don't|never|less|skip|but)\s+(?:\w+\s+){0,2}$/;
 
 const ORDINALS: Record<string, number> = {
-  first: 0, second: 1, third: 2, fourth: 3, fifth: 4, sixth: 5, seventh: 6, eighth: 7, ninth: 8, tenth: 9,
-  "1st": 0, "2nd": 1, "3rd": 2, "4th": 3, "5th": 4, "6th": 5, "7th": 6, "8th": 7, "9th": 8, "10th": 9,
+  first: 0,
+  second: 1,
+  third: 2,
+  fourth: 3,
+  fifth: 4,
+  sixth: 5,
+  seventh: 6,
+  eighth: 7,
+  ninth: 8,
+  tenth: 9,
+  "1st": 0,
+  "2nd": 1,
+  "3rd": 2,
+  "4th": 3,
+  "5th": 4,
+  "6th": 5,
+  "7th": 6,
+  "8th": 7,
+  "9th": 8,
+  "10th": 9,
 };
 const NUMBER_WORDS: Record<string, number> = { one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10, twelve: 12, fifteen: 15, twenty: 20 };
 const DECADE_WORDS: Record<string, number> = { twenties: 1920, thirties: 1930, forties: 1940, fifties: 1950, sixties: 1960, seventies: 1970, eighties: 1980, nineties: 1990 };
 
 /** Words that never make a title on their own ("not something lighter" names no movie). */
 const FILLER = new Set(
-  "a an the one ones that this it those these them some something anything any movie movies film films stuff more less so too very please really just again instead anymore else other others thing things kind sort of one's lighter darker light dark newer older new old recent classic funny scary".split(" "),
+  "a an the one ones that this it those these them some something anything any movie movies film films stuff more less so too very please really just again instead anymore else other others thing things kind sort of one's lighter darker light dark newer older new old recent classic funny scary".split(
+    " ",
+  ),
 );
 
 /** Lower-cases, strips accents, straightens quotes. Positions are preserved one-to-one where possible. */
@@ -117,7 +137,11 @@ function fold(s: string): string {
 
 /** Maps canonical genre names to the catalog's own spelling (e.g. "Children's" ↔ "Children"). */
 function genreMapper(known: readonly string[]): (g: string) => string | undefined {
-  const key = (s: string) => s.toLowerCase().replace(/[^a-z]/g, "").replace(/s$/, "");
+  const key = (s: string) =>
+    s
+      .toLowerCase()
+      .replace(/[^a-z]/g, "")
+      .replace(/s$/, "");
   const byKey = new Map(known.map((g) => [key(g), g]));
   return (g) => byKey.get(key(g));
 }
@@ -154,7 +178,10 @@ function phraseAt(text: string, start: number): { phrase: string; end: number } 
 }
 
 function refOf(phrase: string): ItemRef | null {
-  const p = phrase.replace(/^(?:the|your)\s+/, "").replace(/\s+(?:one|ones|movie|film|pick|recommendation|suggestion)$/, "").trim();
+  const p = phrase
+    .replace(/^(?:the|your)\s+/, "")
+    .replace(/\s+(?:one|ones|movie|film|pick|recommendation|suggestion)$/, "")
+    .trim();
   if (/^(?:that|this|it|that one|this one)$/.test(phrase.trim()) || /^(?:that|this)$/.test(p)) return { kind: "that", text: phrase };
   if (p === "last" || p === "final" || p === "bottom") return { kind: "last", text: phrase };
   if (p in ORDINALS) return { kind: "ordinal", index: ORDINALS[p], text: phrase };
@@ -206,7 +233,10 @@ function titleVariants(title: string): string[] {
  */
 export function findTitle(phrase: string, catalog: ItemCatalog | undefined, options: { truncate?: boolean } = {}): string | null {
   if (!catalog) return null;
-  const words = phrase.replace(/^["']|["']$/g, "").split(/\s+/).filter(Boolean);
+  const words = phrase
+    .replace(/^["']|["']$/g, "")
+    .split(/\s+/)
+    .filter(Boolean);
   const shortest = options.truncate === false ? words.length : 1;
   for (let n = words.length; n >= shortest; n--) {
     const q = words.slice(0, n).join(" ");
@@ -228,10 +258,11 @@ function looseGenres(phrase: string, map: (g: string) => string | undefined): st
   const found: string[] = [];
   for (const [re, gs] of GENRE_WORDS) {
     re.lastIndex = 0;
-    if (re.test(` ${phrase} `)) for (const g of gs) {
-      const m = map(g);
-      if (m && !found.includes(m)) found.push(m);
-    }
+    if (re.test(` ${phrase} `))
+      for (const g of gs) {
+        const m = map(g);
+        if (m && !found.includes(m)) found.push(m);
+      }
     re.lastIndex = 0;
   }
   return found;
@@ -341,7 +372,8 @@ export function parseIntent(message: string, context: ParseContext = {}): Intent
   }
 
   // moods (before genres, so that "less scary" is a mood, not a genre)
-  const lighter = /\b(?:light(?:er)?|light[- ]?hearted|feel[- ]good|cheerful|cheery|uplifting|upbeat|happ(?:y|ier)|fun|relaxing|easy[- ]going|less (?:dark|serious|grim|depressing|violent|scary|heavy|intense)|not (?:so|too|as) (?:dark|serious|heavy|grim|scary|violent))\b/g;
+  const lighter =
+    /\b(?:light(?:er)?|light[- ]?hearted|feel[- ]good|cheerful|cheery|uplifting|upbeat|happ(?:y|ier)|fun|relaxing|easy[- ]going|less (?:dark|serious|grim|depressing|violent|scary|heavy|intense)|not (?:so|too|as) (?:dark|serious|heavy|grim|scary|violent))\b/g;
   if (lighter.test(text)) {
     intent.mood = "lighter";
     text = text.replace(lighter, " ");

@@ -423,7 +423,13 @@ export class ChatRec {
       f.yearMax = intent.yearMax;
     } else if (intent.era) {
       const shownYears = s.last.map((x) => x.year).filter((y): y is number => y !== undefined);
-      const base = median(shownYears.length ? shownYears : this.userHistory(s).all.map((x) => this.catalogNow.get(x.item)?.year).filter((y): y is number => y !== undefined));
+      const base = median(
+        shownYears.length
+          ? shownYears
+          : this.userHistory(s)
+              .all.map((x) => this.catalogNow.get(x.item)?.year)
+              .filter((y): y is number => y !== undefined),
+      );
       if (base === undefined) notes.push(`I do not know the years of these movies, so "${intent.era}" changes nothing`);
       else if (intent.era === "newer") {
         f.yearMin = base + 1;
@@ -485,11 +491,7 @@ export class ChatRec {
       } catch (err) {
         const emptyHistory = err instanceof EmptyHistoryError;
         if (!emptyHistory && !((err instanceof UnknownIdError && err.kind === "user") || codeOf(err) === "unknown_user")) throw err;
-        notes.push(
-          emptyHistory
-            ? `user ${s.user} has no ratings the ${rec.kind} model learnt from, so these are popular movies`
-            : `the ${rec.kind} model does not know user ${s.user}, so these are popular movies`,
-        );
+        notes.push(emptyHistory ? `user ${s.user} has no ratings the ${rec.kind} model learnt from, so these are popular movies` : `the ${rec.kind} model does not know user ${s.user}, so these are popular movies`);
         const popular = this.popularityModel();
         recs = popular.users.has(s.user)
           ? popular.recommend(s.user, n, { exclude: "none", filter: (id) => pass(id) })
@@ -551,7 +553,7 @@ export class ChatRec {
       if (intent.more) for (const i of s.shown) excluded.add(i);
 
       // candidates, relaxing soft filters one at a time when nothing passes
-      let f: Filters = structuredClone(s.filters);
+      const f: Filters = structuredClone(s.filters);
       let candidates = await this.candidatesFor(s, f, excluded, notes, options.signal);
       const relaxations: Array<[string, (x: Filters) => boolean]> = [
         ["the years", (x) => (x.yearMin !== undefined || x.yearMax !== undefined ? (delete x.yearMin, delete x.yearMax, true) : false)],

@@ -72,12 +72,7 @@ export function addGlobalOptions(program: Command): Command {
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option("-m, --model <path>", "LLaMA GGUF model (default: $TALLREC_MODEL)")
-    .option(
-      "-l, --lora <[name=]path[:scale]>",
-      "LoRA adapter GGUF, repeatable (default: $TALLREC_LORA, comma-separated)",
-      (v: string, prev: string[] = []) => [...prev, v],
-      [] as string[],
-    );
+    .option("-l, --lora <[name=]path[:scale]>", "LoRA adapter GGUF, repeatable (default: $TALLREC_LORA, comma-separated)", (v: string, prev: string[] = []) => [...prev, v], [] as string[]);
 }
 
 /** Parses `[name=]path[:scale]`; the name defaults to the file name without extension. */

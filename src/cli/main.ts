@@ -21,11 +21,7 @@ import { printableText } from "../printable.js";
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 export function buildProgram(): Command {
-  const program = new Command("tallrec")
-    .description("TALLRec inference: LLaMA + LoRA yes/no scoring of user-item pairs over llama.cpp")
-    .version(pkg.version)
-    .showHelpAfterError()
-    .exitOverride();
+  const program = new Command("tallrec").description("TALLRec inference: LLaMA + LoRA yes/no scoring of user-item pairs over llama.cpp").version(pkg.version).showHelpAfterError().exitOverride();
   addGlobalOptions(program);
   for (const cmd of [
     scoreCommand(),
@@ -41,7 +37,8 @@ export function buildProgram(): Command {
     mergeCommand(),
     quantizeCommand(),
     demoCommand(),
-  ]) program.addCommand(cmd.exitOverride());
+  ])
+    program.addCommand(cmd.exitOverride());
   return program;
 }
 

@@ -84,4 +84,3 @@ export function withFile<T>(path: string, fn: (f: RandomAccessFile) => T): T {
     f.close();
   }
 }
-

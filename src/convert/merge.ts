@@ -141,7 +141,11 @@ export async function mergeLora(base: string, adapters: readonly MergeAdapter[],
   const names = [...(earlier && typeof earlier.value === "string" ? [earlier.value] : []), ...adapters.map((a) => `${basename(a.path)}:${a.scale ?? 1}`)].join(",");
   const metadata: GgufMetadataEntry[] = [...model.file.metadata].filter(([k]) => k !== MERGED_KEY).map(([key, v]) => ({ key, ...v }) as GgufMetadataEntry);
   metadata.push(kv(MERGED_KEY, gv.str(names)));
-  log(`merging ${adapters.length} adapter(s) into ${updates.size} tensors (${Object.entries(types).map(([k, v]) => `${v} ${k}`).join(", ")})`);
+  log(
+    `merging ${adapters.length} adapter(s) into ${updates.size} tensors (${Object.entries(types)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(", ")})`,
+  );
   await writeGguf(out, { metadata, tensors });
   return { path: out, merged: [...updates.keys()], types };
 }

@@ -201,11 +201,7 @@ function vocabMetadata(v: GgufVocab): GgufMetadataEntry[] {
   if (v.eosId !== undefined) out.push(kv("tokenizer.ggml.eos_token_id", gv.u32(v.eosId)));
   if (v.unkId !== undefined) out.push(kv("tokenizer.ggml.unknown_token_id", gv.u32(v.unkId)));
   if (v.padId !== undefined) out.push(kv("tokenizer.ggml.padding_token_id", gv.u32(v.padId)));
-  out.push(
-    kv("tokenizer.ggml.add_bos_token", gv.bool(v.addBos)),
-    kv("tokenizer.ggml.add_eos_token", gv.bool(v.addEos)),
-    kv("tokenizer.ggml.add_space_prefix", gv.bool(v.addSpacePrefix)),
-  );
+  out.push(kv("tokenizer.ggml.add_bos_token", gv.bool(v.addBos)), kv("tokenizer.ggml.add_eos_token", gv.bool(v.addEos)), kv("tokenizer.ggml.add_space_prefix", gv.bool(v.addSpacePrefix)));
   return out;
 }
 
@@ -252,12 +248,7 @@ export async function convertHfModel(dir: string, out: string, opts: ConvertMode
     kv("llama.attention.head_count_kv", gv.u32(hp.nHeadKv)),
   );
   if (hp.ropeTheta !== undefined) metadata.push(kv("llama.rope.freq_base", gv.f32(hp.ropeTheta)));
-  metadata.push(
-    kv("llama.attention.layer_norm_rms_epsilon", gv.f32(hp.rmsEps)),
-    kv("general.file_type", gv.u32(ot.ftype)),
-    kv("llama.vocab_size", gv.u32(nVocab)),
-    kv("llama.rope.dimension_count", gv.u32(hd)),
-  );
+  metadata.push(kv("llama.attention.layer_norm_rms_epsilon", gv.f32(hp.rmsEps)), kv("general.file_type", gv.u32(ot.ftype)), kv("llama.vocab_size", gv.u32(nVocab)), kv("llama.rope.dimension_count", gv.u32(hd)));
   if (hp.ropeScaling) {
     metadata.push(kv("llama.rope.scaling.type", gv.str("linear")), kv("llama.rope.scaling.factor", gv.f32(hp.ropeScaling.factor)));
   }
@@ -268,8 +259,7 @@ export async function convertHfModel(dir: string, out: string, opts: ConvertMode
     const dims = [...it.shape].reverse();
     parameters += dims.reduce((a, b) => a * b, 1);
     const is1D = it.shape.length === 1;
-    const rowsOf = (bytes: Uint8Array, elem: number): Uint8Array =>
-      it.permuteHeads ? permuteQkRows(bytes, it.shape[0], it.shape[1] * elem, it.permuteHeads, "to-gguf") : bytes;
+    const rowsOf = (bytes: Uint8Array, elem: number): Uint8Array => (it.permuteHeads ? permuteQkRows(bytes, it.shape[0], it.shape[1] * elem, it.permuteHeads, "to-gguf") : bytes);
     if (is1D || it.src.dtype !== ot.dtype) {
       // converted through float32 (exact from F16/BF16; rounded to nearest even on the way down)
       return {

@@ -306,7 +306,21 @@ export function compilePatternKey(key: string): PatternKey {
     ? body
     : {
         k: "cat",
-        xs: [{ k: "rep", x: { k: "cat", xs: [{ k: "rep", x: { k: "set", test: ANY }, min: 0, max: -1 }, { k: "set", test: (c) => c === "." }] }, min: 0, max: 1 }, body],
+        xs: [
+          {
+            k: "rep",
+            x: {
+              k: "cat",
+              xs: [
+                { k: "rep", x: { k: "set", test: ANY }, min: 0, max: -1 },
+                { k: "set", test: (c) => c === "." },
+              ],
+            },
+            min: 0,
+            max: 1,
+          },
+          body,
+        ],
       };
   const nfa = new Nfa();
   const start = nfa.compile(node, MATCH);

@@ -469,7 +469,9 @@ export class PickleBuilder {
   /** BINUNICODE. */
   str(s: string): this {
     const b = this.enc.encode(s);
-    return this.raw(0x58).u32(b.length).raw(...b);
+    return this.raw(0x58)
+      .u32(b.length)
+      .raw(...b);
   }
   emptyTuple(): this {
     return this.raw(0x29);

@@ -45,12 +45,7 @@ function tokenText(v: unknown): string | undefined {
 
 /** llama.cpp's `does_token_look_special`. */
 function looksSpecial(t: string): boolean {
-  return (
-    ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].includes(t) ||
-    (t.startsWith("<|") && t.endsWith("|>")) ||
-    (t.startsWith("<｜") && t.endsWith("｜>")) ||
-    (t.startsWith("<unused") && t.endsWith(">"))
-  );
+  return ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].includes(t) || (t.startsWith("<|") && t.endsWith("|>")) || (t.startsWith("<｜") && t.endsWith("｜>")) || (t.startsWith("<unused") && t.endsWith(">"));
 }
 
 interface SpecialDefaults {
@@ -129,12 +124,7 @@ function fromSentencePiece(dir: string, nVocab: number): GgufVocab {
     }
   }
   const ids = (x: number) => (x >= 0 && x < nVocab ? x : undefined);
-  return finishSpecials(
-    dir,
-    { tokens, scores, tokenTypes, source: path, notes: [] },
-    { bos: ids(sp.bosId), eos: ids(sp.eosId), unk: ids(sp.unkId), pad: ids(sp.padId) },
-    sp.addDummyPrefix,
-  );
+  return finishSpecials(dir, { tokens, scores, tokenTypes, source: path, notes: [] }, { bos: ids(sp.bosId), eos: ids(sp.eosId), unk: ids(sp.unkId), pad: ids(sp.padId) }, sp.addDummyPrefix);
 }
 
 /**
@@ -195,15 +185,7 @@ function fromTokenizerJson(dir: string, nVocab: number): GgufVocab {
     const t = tokens[id];
     out.tokens.push(t);
     out.scores.push(-(firstRank.get(id) ?? nMerges + id));
-    out.tokenTypes.push(
-      id === unk
-        ? SentencePieceType.UNKNOWN
-        : specials.has(id)
-          ? SentencePieceType.CONTROL
-          : /^<0x[0-9A-Fa-f]{2}>$/.test(t)
-            ? SentencePieceType.BYTE
-            : SentencePieceType.NORMAL,
-    );
+    out.tokenTypes.push(id === unk ? SentencePieceType.UNKNOWN : specials.has(id) ? SentencePieceType.CONTROL : /^<0x[0-9A-Fa-f]{2}>$/.test(t) ? SentencePieceType.BYTE : SentencePieceType.NORMAL);
   }
   const normalizer = JSON.stringify(tj.normalizer ?? null);
   const pre = JSON.stringify(tj.pre_tokenizer ?? null);

@@ -89,7 +89,7 @@ export async function connectRedis(url: string, timeoutMs = 5000, retries: numbe
     ]);
   } catch (err) {
     conn.disconnect();
-    throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${(err as Error).message}`);
+    throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
   } finally {
     clearTimeout(timer);
   }
@@ -131,7 +131,8 @@ export function mismatch(job: Pick<WindowJob, "model" | "adapters" | "engine">, 
   const ours = mine.adapters.map(fmt).join(", ") || "none";
   if (theirs !== ours) why.push(`the adapters differ (the run's: ${theirs}; this worker's: ${ours})`);
   for (const k of Object.keys(job.engine) as Array<keyof EngineFlags>) {
-    if (job.engine[k] !== mine.engine[k]) why.push(`--${k === "kvType" ? "kv-type" : k === "flashAttn" ? "flash-attn" : k} differs (the run's ${job.engine[k] ?? "default"}, this worker's ${mine.engine[k] ?? "default"})`);
+    if (job.engine[k] !== mine.engine[k])
+      why.push(`--${k === "kvType" ? "kv-type" : k === "flashAttn" ? "flash-attn" : k} differs (the run's ${job.engine[k] ?? "default"}, this worker's ${mine.engine[k] ?? "default"})`);
   }
   return why.length ? why.join("; ") : null;
 }

@@ -92,7 +92,7 @@ export class QueueScorer {
       return results;
     } catch (err) {
       if ((err as Error).name === "AbortError") throw err;
-      throw new Error(`window at row ${first} (job ${id}) failed: ${(err as Error).message}`);
+      throw new Error(`window at row ${first} (job ${id}) failed: ${(err as Error).message}`, { cause: err });
     } finally {
       if (onAbort) signal?.removeEventListener("abort", onAbort);
       finished.catch(() => {});

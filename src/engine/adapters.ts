@@ -64,7 +64,15 @@ export class AdapterSet {
   resolve(selection: AdapterSelection | undefined): ResolvedAdapters {
     const pick = (name: string, scale?: number) => {
       const a = this.byName.get(name);
-      if (!a) throw new TallrecError("unknown_adapter", `unknown adapter ${JSON.stringify(name)} (loaded: ${this.names().map((n) => JSON.stringify(n)).join(", ") || "none"})`);
+      if (!a)
+        throw new TallrecError(
+          "unknown_adapter",
+          `unknown adapter ${JSON.stringify(name)} (loaded: ${
+            this.names()
+              .map((n) => JSON.stringify(n))
+              .join(", ") || "none"
+          })`,
+        );
       if (scale !== undefined) checkLoraScale(scale, `adapter scale for ${name}`);
       return { a, scale: scale ?? a.scale };
     };

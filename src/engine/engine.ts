@@ -17,7 +17,7 @@ import type { GgufFile } from "../gguf/index.js";
 import { AdapterSet, type AdapterSelection } from "./adapters.js";
 import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMessage, type GenerateOptions, type GenerateResult } from "./generation.js";
 import { loadBinding, LogLevel, type Backend, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
-import { resolveOptions, type AdapterSpec, type EngineOptions, type LogFunction } from "./options.js";
+import { resolveOptions, type AdapterSpec, type EngineOptions } from "./options.js";
 import { roundBudget } from "./plan.js";
 import { checkPromptInput, promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { Scheduler } from "./scheduler.js";
@@ -207,8 +207,7 @@ export class Engine {
       const info = model.info();
       const nFf = modelSummary.file.metadata.get(`${modelSummary.architecture}.feed_forward_length`)?.value;
       const roundTokens =
-        options.roundTokens ??
-        roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
+        options.roundTokens ?? roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
       const settings = { threads: o.threads, roundTokens, kvType: o.kvType, flashAttention: o.flashAttention, threadPoll: o.threadPoll, generationContextSize: o.generationContextSize };
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, settings, defaultAdapter, options);
       specs.forEach((a, i) => engine.adapters.add(a, loras[i], adapterSummaries[i]));
@@ -353,7 +352,7 @@ export class Engine {
     if (gone !== null) throw new TallrecError("unknown_adapter", `the adapter ${JSON.stringify(gone)} was unloaded while the call was queued`);
     const batch = ++this.batchSeq;
     const outcomes: ItemOutcome[] = new Array(prompts.length);
-    for (let start = 0; start < prompts.length; ) {
+    for (let start = 0; start < prompts.length;) {
       let end = start;
       let sum = 0;
       while (end < prompts.length && (end === start || sum + prompts[end].length <= MAX_TOKENS_PER_CALL)) sum += prompts[end++].length;
@@ -495,7 +494,11 @@ export class Engine {
     this.assertOpen();
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new TallrecError("invalid_input", "embed() takes an array of strings");
     if (texts.length === 0) return [];
-    const tokenized = await this.native.model.tokenizeBatch(texts.map((t) => this.boundedText(t, 2048)), true, false);
+    const tokenized = await this.native.model.tokenizeBatch(
+      texts.map((t) => this.boundedText(t, 2048)),
+      true,
+      false,
+    );
     this.embedding ??= {
       lock: new Lock(),
       context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.settings.threads, embeddings: true, poll: this.settings.threadPoll }),
@@ -551,7 +554,6 @@ function resolveAnswerToken(model: NativeModel, answer: number | string, which: 
   if (withAnswer.length <= base.length) throw new TallrecError("invalid_input", `cannot resolve the ${which} token: ${JSON.stringify(answer)} adds no token`);
   return withAnswer[base.length];
 }
-
 
 /** Bytes of text the longest token of a GGUF vocabulary stands for ("▁" is one space, a byte token one byte). */
 function longestTokenBytes(file: GgufFile): number {

@@ -36,7 +36,12 @@ export const FALLBACK_STOP = ["### Instruction:", "### Input:", "### Response:"]
  */
 export function formatChat(model: NativeModel, messages: readonly ChatMessage[]): { text: string; template: "model" | "fallback" } {
   checkMessages(messages);
-  const viaModel = model.chatTemplate() ? model.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), true) : null;
+  const viaModel = model.chatTemplate()
+    ? model.applyChatTemplate(
+        messages.map((m) => ({ role: m.role, content: m.content })),
+        true,
+      )
+    : null;
   if (viaModel !== null) return { text: viaModel, template: "model" };
   const parts: string[] = [];
   for (const m of messages) {

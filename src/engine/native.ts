@@ -27,18 +27,7 @@ import { TallrecError, type ErrorCode } from "../errors.js";
  * - closed: an object used after dispose()
  * - internal: anything else
  */
-export const NATIVE_ERROR_CODES = [
-  "invalid_input",
-  "empty",
-  "too_long",
-  "not_found",
-  "invalid_file",
-  "backend",
-  "busy",
-  "aborted",
-  "closed",
-  "internal",
-] as const satisfies readonly ErrorCode[];
+export const NATIVE_ERROR_CODES = ["invalid_input", "empty", "too_long", "not_found", "invalid_file", "backend", "busy", "aborted", "closed", "internal"] as const satisfies readonly ErrorCode[];
 
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
 

@@ -115,7 +115,6 @@ function buildTree(prompts: readonly Int32Array[], share: boolean, outputOf: Int
         node.childIndex.set(p[i], leaf);
         node.children.push(leaf);
         node = leaf;
-        i = p.length;
         break;
       }
       const e = child.edge;

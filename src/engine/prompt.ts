@@ -47,21 +47,16 @@ export interface StructuredPrompt {
 
 export type PromptInput = InstructionPrompt | StructuredPrompt;
 
-const HEADER_WITH_INPUT =
-  "Below is an instruction that describes a task, paired with an input that provides further context. " +
-  "Write a response that appropriately completes the request.  # noqa: E501\n\n";
-const HEADER_NO_INPUT =
-  "Below is an instruction that describes a task. Write a response that appropriately completes the request.  # noqa: E501\n\n";
+const HEADER_WITH_INPUT = "Below is an instruction that describes a task, paired with an input that provides further context. " + "Write a response that appropriately completes the request.  # noqa: E501\n\n";
+const HEADER_NO_INPUT = "Below is an instruction that describes a task. Write a response that appropriately completes the request.  # noqa: E501\n\n";
 
 /** The text after which the model answers; the answer tokens are read right after it. */
 export const RESPONSE_MARKER = "### Response:\n";
 
 /** TALLRec's instruction for each domain (identical on every row of its data). */
 export const INSTRUCTIONS: Readonly<Record<Domain, string>> = {
-  movie:
-    'Given the user\'s preference and unpreference, identify whether the user will like the target movie by answering "Yes." or "No.".',
-  book:
-    'Given the user\'s preference and unpreference, identify whether the user will like the target book by answering "Yes." or "No.".',
+  movie: 'Given the user\'s preference and unpreference, identify whether the user will like the target movie by answering "Yes." or "No.".',
+  book: 'Given the user\'s preference and unpreference, identify whether the user will like the target book by answering "Yes." or "No.".',
 };
 
 /** Renders a TALLRec prompt (instruction + input) exactly as TALLRec's generate_prompt does. */
@@ -86,11 +81,7 @@ function renderItem(item: string | Book, domain: Domain): string {
 export function renderInput(p: Omit<StructuredPrompt, "instruction">): string {
   const list = (items: ReadonlyArray<string | Book>) => items.map((i) => renderItem(i, p.domain)).join(", ");
   const target = p.domain === "movie" ? renderItem(p.target, "movie") : `"${renderItem(p.target, "book")}"`;
-  return (
-    `User Preference: ${list(p.liked)}\n` +
-    `User Unpreference: ${list(p.disliked)}\n` +
-    `Whether the user will like the target ${p.domain} ${target}?`
-  );
+  return `User Preference: ${list(p.liked)}\n` + `User Unpreference: ${list(p.disliked)}\n` + `Whether the user will like the target ${p.domain} ${target}?`;
 }
 
 export function isStructured(p: PromptInput): p is StructuredPrompt {
@@ -196,4 +187,3 @@ function checkItem(it: unknown, where: string): void {
   if (it && typeof it === "object" && typeof (it as { title?: unknown }).title === "string" && typeof (it as { author?: unknown }).author === "string") return;
   throw invalid(`field "${where}" must be a string or { title, author }`);
 }
-

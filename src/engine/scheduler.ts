@@ -379,10 +379,13 @@ export class Scheduler<I, R, G = string> {
       this.clearTimer();
       this.dispatch(waited);
     } else if (this.timer === null) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.pump();
-      }, Math.max(0, this.maxWaitMs - waited));
+      this.timer = setTimeout(
+        () => {
+          this.timer = null;
+          this.pump();
+        },
+        Math.max(0, this.maxWaitMs - waited),
+      );
     }
   }
 

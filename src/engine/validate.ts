@@ -76,10 +76,7 @@ export function checkAdapterFile(path: string, model: ModelSummary): AdapterSumm
     const [nIn, nOut] = base.dims;
     const shape = (d: number[]) => `[${d.join(", ")}]`;
     if (a.dims.length !== 2 || b.dims.length !== 2 || a.dims[0] !== nIn || b.dims[1] !== nOut || a.dims[1] !== b.dims[0]) {
-      throw new GgufError(
-        path,
-        `shape mismatch for ${printable(baseName)}: base ${shape(base.dims)}, lora_a ${shape(a.dims)} (expected [${nIn}, r]), lora_b ${shape(b.dims)} (expected [r, ${nOut}])`,
-      );
+      throw new GgufError(path, `shape mismatch for ${printable(baseName)}: base ${shape(base.dims)}, lora_a ${shape(a.dims)} (expected [${nIn}, r]), lora_b ${shape(b.dims)} (expected [r, ${nOut}])`);
     }
     rank = Math.max(rank, a.dims[1]);
     targets.push(baseName);

@@ -68,7 +68,7 @@ export function auc(labels: ArrayLike<number>, scores: ArrayLike<number>): numbe
   // statistic keeps the sum an exact integer (below 2^53 up to ~6.7e7 of each class).
   let twiceU = 0;
   let j = 0;
-  for (let i = 0; i < nPos; ) {
+  for (let i = 0; i < nPos;) {
     const v = pos[i];
     while (j < nNeg && neg[j] < v) j++;
     let k = j;

@@ -84,8 +84,14 @@ export async function evaluate(engine: Engine, examples: readonly LabelledExampl
   return {
     perRow,
     metrics: {
-      softmax: summary(labels, ok.map((r) => r.softmax)),
-      "tallrec-compat": summary(labels, ok.map((r) => r.compat)),
+      softmax: summary(
+        labels,
+        ok.map((r) => r.softmax),
+      ),
+      "tallrec-compat": summary(
+        labels,
+        ok.map((r) => r.compat),
+      ),
     },
   };
 }

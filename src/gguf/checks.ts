@@ -200,7 +200,8 @@ export function checkLlamaModel(file: GgufFile): void {
   if (nExpert > 0) {
     if (usedMax === 0) c.fail(`metadata ${k("expert_used_count")} must be at least 1 with ${nExpert} experts`);
     if (groups >= nExpert) c.fail(`metadata ${k("expert_group_count")} (${groups}) must be below ${k("expert_count")} (${nExpert})`);
-    if (groups > 1 && (nExpert % groups !== 0 || groupUsed === 0 || groupUsed >= groups)) c.fail(`metadata ${k("expert_group_count")} ${groups} / ${k("expert_group_used_count")} ${groupUsed} do not fit ${nExpert} experts`);
+    if (groups > 1 && (nExpert % groups !== 0 || groupUsed === 0 || groupUsed >= groups))
+      c.fail(`metadata ${k("expert_group_count")} ${groups} / ${k("expert_group_used_count")} ${groupUsed} do not fit ${nExpert} experts`);
   } else if (groups !== 0) c.fail(`metadata ${k("expert_group_count")} is ${groups} without experts`);
 
   // attention shape: llama.cpp divides by the head counts and asserts equal key/value/rope head sizes
@@ -254,7 +255,8 @@ function checkVocabulary(c: Checker): void {
   });
   const scores = file.metadata.get("tokenizer.ggml.scores");
   if (scores !== undefined) {
-    if (scores.type !== GgufValueType.ARRAY || (scores.itemType !== GgufValueType.FLOAT32 && scores.itemType !== GgufValueType.INT32)) c.fail(`metadata tokenizer.ggml.scores is ${describeType(scores)}, expected ARRAY of FLOAT32`);
+    if (scores.type !== GgufValueType.ARRAY || (scores.itemType !== GgufValueType.FLOAT32 && scores.itemType !== GgufValueType.INT32))
+      c.fail(`metadata tokenizer.ggml.scores is ${describeType(scores)}, expected ARRAY of FLOAT32`);
     if (scores.value.length < n) c.fail(`tokenizer.ggml.scores has ${scores.value.length} values for ${n} tokens`);
   }
   const types = file.metadata.get("tokenizer.ggml.token_type");
@@ -272,7 +274,8 @@ function checkVocabulary(c: Checker): void {
     if (!merges || merges.type !== GgufValueType.ARRAY || merges.itemType !== GgufValueType.STRING) c.fail("a BPE vocabulary needs tokenizer.ggml.merges, an ARRAY of STRING");
   }
   const suppress = file.metadata.get("tokenizer.ggml.suppress_tokens");
-  if (suppress !== undefined && (suppress.type !== GgufValueType.ARRAY || suppress.itemType !== GgufValueType.INT32)) c.fail(`metadata tokenizer.ggml.suppress_tokens is ${describeType(suppress)}, expected ARRAY of INT32`);
+  if (suppress !== undefined && (suppress.type !== GgufValueType.ARRAY || suppress.itemType !== GgufValueType.INT32))
+    c.fail(`metadata tokenizer.ggml.suppress_tokens is ${describeType(suppress)}, expected ARRAY of INT32`);
   for (const key of SPECIAL_ID_KEYS) {
     const id = c.u32(`tokenizer.ggml.${key}`, false);
     if (id !== undefined && id >= n) c.fail(`tokenizer.ggml.${key} is ${id}, outside the vocabulary of ${n} tokens`);

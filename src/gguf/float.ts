@@ -91,13 +91,7 @@ export const Q8_0_BYTES = 34;
  * `dst[dstOffset..]`, exactly as ggml's `quantize_row_q8_0_ref` does (float32
  * arithmetic, `roundf` rounding half away from zero).
  */
-export function quantizeQ8_0(
-  src: Float32Array,
-  srcOffset: number,
-  nBlocks: number,
-  dst: Uint8Array,
-  dstOffset: number,
-): void {
+export function quantizeQ8_0(src: Float32Array, srcOffset: number, nBlocks: number, dst: Uint8Array, dstOffset: number): void {
   const fr = Math.fround;
   for (let b = 0; b < nBlocks; b++) {
     const base = srcOffset + b * Q8_0_BLOCK;
@@ -121,13 +115,7 @@ export function quantizeQ8_0(
  * Dequantizes `nBlocks` Q8_0 blocks from `src[srcOffset..]` into `dst[dstOffset..]`
  * (`ggml`'s `dequantize_row_q8_0`: value = f16 scale × int8 quant, exact in float32).
  */
-export function dequantizeQ8_0(
-  src: Uint8Array,
-  srcOffset: number,
-  nBlocks: number,
-  dst: Float32Array | Float64Array,
-  dstOffset: number,
-): void {
+export function dequantizeQ8_0(src: Uint8Array, srcOffset: number, nBlocks: number, dst: Float32Array | Float64Array, dstOffset: number): void {
   const table = f16ToF32Table();
   for (let b = 0; b < nBlocks; b++) {
     const o = srcOffset + b * Q8_0_BYTES;

@@ -104,9 +104,7 @@ class HeaderReader {
   /** Makes bytes [pos, pos+n) available in the buffer (n <= CHUNK) and returns their buffer index. */
   private need(n: number): number {
     if (n > this.remaining) {
-      this.fail(
-        `truncated: reading ${this.context} needs ${n} bytes at offset ${this.pos} but the file has ${this.fileSize} bytes`,
-      );
+      this.fail(`truncated: reading ${this.context} needs ${n} bytes at offset ${this.pos} but the file has ${this.fileSize} bytes`);
     }
     const end = this.pos + n;
     if (this.pos < this.bufStart || end > this.bufStart + this.bufLen) {
@@ -171,9 +169,7 @@ class HeaderReader {
     const start = this.pos;
     const len = this.u64();
     if (len > BigInt(this.remaining)) {
-      this.fail(
-        `truncated or corrupt: ${this.context} is a string of ${len} bytes at offset ${start}, but only ${this.remaining} bytes follow`,
-      );
+      this.fail(`truncated or corrupt: ${this.context} is a string of ${len} bytes at offset ${start}, but only ${this.remaining} bytes follow`);
     }
     const n = Number(len);
     if (n <= CHUNK) {
@@ -409,10 +405,7 @@ export function readTensorBytes(file: GgufFile, name: string): Uint8Array {
     while (got < t.byteSize) {
       const n = readSync(fd, out, got, t.byteSize - got, t.offset + got);
       if (n === 0) {
-        throw new GgufError(
-          file.path,
-          `truncated: tensor ${printable(name)} ends at byte ${t.offset + t.byteSize} but the file ended at byte ${t.offset + got}`,
-        );
+        throw new GgufError(file.path, `truncated: tensor ${printable(name)} ends at byte ${t.offset + t.byteSize} but the file ended at byte ${t.offset + got}`);
       }
       got += n;
     }
@@ -431,10 +424,7 @@ function dequantize<T extends Float32Array | Float64Array>(file: GgufFile, name:
     case GgmlType.Q8_0:
       break;
     default:
-      throw new GgufError(
-        file.path,
-        `tensor ${printable(name)} has type ${ggmlTypeName(t.type)}; only F32, F16, BF16 and Q8_0 can be dequantized`,
-      );
+      throw new GgufError(file.path, `tensor ${printable(name)} has type ${ggmlTypeName(t.type)}; only F32, F16, BF16 and Q8_0 can be dequantized`);
   }
   const bytes = readTensorBytes(file, name);
   const n = t.nElements;

@@ -40,18 +40,11 @@ export type GgufNumberType =
 /** Metadata value types that hold a JS `bigint` (64-bit integers). */
 export type GgufBigintType = typeof GgufValueType.UINT64 | typeof GgufValueType.INT64;
 /** Every value type that may appear as an array element (llama.cpp rejects nested arrays). */
-export type GgufScalarType =
-  | GgufNumberType
-  | GgufBigintType
-  | typeof GgufValueType.BOOL
-  | typeof GgufValueType.STRING;
+export type GgufScalarType = GgufNumberType | GgufBigintType | typeof GgufValueType.BOOL | typeof GgufValueType.STRING;
 
 /** A scalar metadata value, tagged with its GGUF type. */
 export type GgufScalarValue =
-  | { type: GgufNumberType; value: number }
-  | { type: GgufBigintType; value: bigint }
-  | { type: typeof GgufValueType.BOOL; value: boolean }
-  | { type: typeof GgufValueType.STRING; value: string };
+  { type: GgufNumberType; value: number } | { type: GgufBigintType; value: bigint } | { type: typeof GgufValueType.BOOL; value: boolean } | { type: typeof GgufValueType.STRING; value: string };
 
 /** An array metadata value: `itemType` is the element type, elements are JS values of that type. */
 export type GgufArrayValue =

@@ -37,8 +37,7 @@ export type GgufTensorData<T> = T | (() => T | Promise<T>);
  * ggml type (its size is checked).
  */
 export type GgufTensorSpec =
-  | { name: string; dims: readonly number[]; type: GgufWritableType; raw?: false; data: GgufTensorData<Float32Array> }
-  | { name: string; dims: readonly number[]; type: number; raw: true; data: GgufTensorData<Uint8Array> };
+  { name: string; dims: readonly number[]; type: GgufWritableType; raw?: false; data: GgufTensorData<Float32Array> } | { name: string; dims: readonly number[]; type: number; raw: true; data: GgufTensorData<Uint8Array> };
 
 /** What {@link writeGguf} writes. */
 export interface GgufContent {
@@ -346,10 +345,7 @@ async function* fileChunks(path: string, header: Uint8Array, tensors: PlannedTen
       yield data;
     } else {
       if (!(data instanceof Float32Array) || data.length !== t.nElements) {
-        throw new GgufError(
-          path,
-          `tensor ${spec.name}: expected a Float32Array of ${t.nElements} values, got ${data instanceof Float32Array ? data.length : typeof data}`,
-        );
+        throw new GgufError(path, `tensor ${spec.name}: expected a Float32Array of ${t.nElements} values, got ${data instanceof Float32Array ? data.length : typeof data}`);
       }
       // CONVERT_CHUNK is a multiple of the Q8_0 block, and so is the element count.
       for (let start = 0; start < t.nElements; start += CONVERT_CHUNK) {
@@ -361,4 +357,3 @@ async function* fileChunks(path: string, header: Uint8Array, tensors: PlannedTen
     if (pad) yield zeros.subarray(0, pad);
   }
 }
-

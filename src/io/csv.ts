@@ -466,10 +466,7 @@ export function readCsv(source: ByteSource, options: CsvReadOptions = {}): CsvRe
 }
 
 /** Parses a whole CSV text or buffer synchronously (for small inputs and tests). */
-export function parseCsv(
-  input: string | Uint8Array,
-  options: CsvReadOptions = {},
-): { header: string[] | null; headerRecord: CsvRecord | null; records: CsvRecord[] } {
+export function parseCsv(input: string | Uint8Array, options: CsvReadOptions = {}): { header: string[] | null; headerRecord: CsvRecord | null; records: CsvRecord[] } {
   const p = new CsvParser(options);
   const records = parseAll(p, input);
   return { header: p.header, headerRecord: p.headerRecord, records };

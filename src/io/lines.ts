@@ -21,10 +21,7 @@ export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
  * `fs.createReadStream` and closed when iteration ends or is abandoned.
  * String chunks (a stream with `setEncoding`) are re-encoded as UTF-8.
  */
-export async function* byteChunks(
-  source: ByteSource,
-  chunkBytes: number = DEFAULT_CHUNK_BYTES,
-): AsyncGenerator<Buffer, void, undefined> {
+export async function* byteChunks(source: ByteSource, chunkBytes: number = DEFAULT_CHUNK_BYTES): AsyncGenerator<Buffer, void, undefined> {
   if (typeof source === "string") {
     const stream = createReadStream(source, { highWaterMark: chunkBytes });
     try {

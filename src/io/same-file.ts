@@ -33,7 +33,7 @@ export function sameFileAs(output: string, inputs: readonly string[]): string | 
     if (st === null) continue;
     if (st.isDirectory()) {
       if (out.dev === st.dev && out.ino === st.ino) return input;
-      let names: string[] = [];
+      let names: string[];
       try {
         names = readdirSync(input);
       } catch {

@@ -114,8 +114,7 @@ export async function openRows(pathOrDash: string, options: OpenRowsOptions = {}
   const fromExt = formatFromPath(pathOrDash);
   let format = options.format ?? fromExt?.format;
   let source: AsyncIterable<Buffer>;
-  const chunks =
-    pathOrDash === "-" ? byteChunks(options.stdin ?? (process.stdin as AsyncIterable<Buffer>)) : byteChunks(pathOrDash);
+  const chunks = pathOrDash === "-" ? byteChunks(options.stdin ?? (process.stdin as AsyncIterable<Buffer>)) : byteChunks(pathOrDash);
   if (pathOrDash !== "-") {
     const st = await stat(pathOrDash); // fail early (ENOENT, EISDIR)
     if (st.isDirectory()) throw new Error(`${pathOrDash}: is a directory`);

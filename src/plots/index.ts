@@ -48,7 +48,7 @@ export function rocCurve(labels: ArrayLike<number>, scores: ArrayLike<number>): 
   const points: RocPoint[] = [{ fpr: 0, tpr: 0, threshold: Infinity }];
   let tp = 0;
   let fp = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     const v = scores[order[i]];
     while (i < n && scores[order[i]] === v) {
       if (labels[order[i]] === 1) tp++;
@@ -165,7 +165,16 @@ export function evalPlotSpec(title: string, rules: readonly RulePredictions[]): 
     const roc = rocCurve(r.labels, r.scores).map((p) => ({ fpr: p.fpr, tpr: p.tpr }));
     const rel = reliabilityBins(r.labels, r.scores, 10);
     const hist = scoreHistograms(r.labels, r.scores, 20);
-    const diagonal = { data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] }, mark: { type: "line", strokeDash: [4, 4], color: "#999" }, encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } } };
+    const diagonal = {
+      data: {
+        values: [
+          { x: 0, y: 0 },
+          { x: 1, y: 1 },
+        ],
+      },
+      mark: { type: "line", strokeDash: [4, 4], color: "#999" },
+      encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } },
+    };
     return {
       hconcat: [
         {
@@ -194,8 +203,17 @@ export function evalPlotSpec(title: string, rules: readonly RulePredictions[]): 
             {
               data: { values: rel },
               layer: [
-                { mark: { type: "line", color: "#2f7ed8", point: true }, encoding: { x: { field: "meanScore", type: "quantitative", title: "mean pYes in bin", scale: { domain: [0, 1] } }, y: { field: "positiveRate", type: "quantitative", title: "share labelled Yes", scale: { domain: [0, 1] } } } },
-                { mark: { type: "text", dy: -9, fontSize: 9, color: "#333" }, encoding: { x: { field: "meanScore", type: "quantitative" }, y: { field: "positiveRate", type: "quantitative" }, text: { field: "count", type: "quantitative" } } },
+                {
+                  mark: { type: "line", color: "#2f7ed8", point: true },
+                  encoding: {
+                    x: { field: "meanScore", type: "quantitative", title: "mean pYes in bin", scale: { domain: [0, 1] } },
+                    y: { field: "positiveRate", type: "quantitative", title: "share labelled Yes", scale: { domain: [0, 1] } },
+                  },
+                },
+                {
+                  mark: { type: "text", dy: -9, fontSize: 9, color: "#333" },
+                  encoding: { x: { field: "meanScore", type: "quantitative" }, y: { field: "positiveRate", type: "quantitative" }, text: { field: "count", type: "quantitative" } },
+                },
               ],
             },
           ],

@@ -6,12 +6,7 @@
  * @module
  */
 
-import {
-  EmptyHistoryError,
-  InvalidArgumentError,
-  ModelFileError,
-  NotFittedError,
-} from "./errors.js";
+import { EmptyHistoryError, InvalidArgumentError, ModelFileError, NotFittedError } from "./errors.js";
 import { type CsrMatrix, type Id, IdIndex, type Interactions } from "./interactions.js";
 import { type ModelFileContents, type StoredArray, encodeModel, requireArray, writeModelFile } from "./model-file.js";
 import { topK } from "./topk.js";

@@ -92,8 +92,25 @@ export interface MovieLensItemsOptions extends ParseOptions {
 
 /** The 19 MovieLens-100K genres in `u.genre` order. */
 export const MOVIELENS_100K_GENRES: readonly string[] = Object.freeze([
-  "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-  "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+  "unknown",
+  "Action",
+  "Adventure",
+  "Animation",
+  "Children's",
+  "Comedy",
+  "Crime",
+  "Documentary",
+  "Drama",
+  "Fantasy",
+  "Film-Noir",
+  "Horror",
+  "Musical",
+  "Mystery",
+  "Romance",
+  "Sci-Fi",
+  "Thriller",
+  "War",
+  "Western",
 ]);
 
 /** Collects or throws a row error. */
@@ -178,12 +195,7 @@ export function* readCsvRows(input: string | Buffer, file: string, options: CsvR
  * @throws DataFormatError (always, even when collecting) when the file is
  *   empty or the header lacks a wanted column.
  */
-function* csvTable<K extends string>(
-  input: string | Buffer,
-  wanted: Record<K, string | null>,
-  file: string,
-  options: CsvRowsOptions,
-): Generator<CsvRow & { col: Record<K, number> }> {
+function* csvTable<K extends string>(input: string | Buffer, wanted: Record<K, string | null>, file: string, options: CsvRowsOptions): Generator<CsvRow & { col: Record<K, number> }> {
   let col: Record<K, number> | undefined;
   let width = 0;
   for (const { line, fields } of readCsvRows(input, file, options)) {
@@ -465,9 +477,7 @@ export interface MovieLens100k {
  * `options.errors`, when given, collects row errors of all three files.
  */
 export async function loadMovieLens100k(dir: string, options: Pick<ParseOptions, "errors"> = {}): Promise<MovieLens100k> {
-  const [data, item, genre] = await Promise.all(
-    ["u.data", "u.item", "u.genre"].map((f) => readFile(join(dir, f))),
-  );
+  const [data, item, genre] = await Promise.all(["u.data", "u.item", "u.genre"].map((f) => readFile(join(dir, f))));
   const genres = parseMovieLensGenres(genre, { ...options, file: join(dir, "u.genre") });
   const items = parseMovieLensItems(item, { ...options, file: join(dir, "u.item"), genres });
   const interactions = parseMovieLensRatings(data, { ...options, file: join(dir, "u.data") });

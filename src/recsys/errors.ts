@@ -54,10 +54,7 @@ export class UnknownIdError extends RecsysError {
   readonly id: string;
 
   constructor(kind: "user" | "item", id: string, context?: string) {
-    super(
-      kind === "user" ? "unknown_user" : "unknown_item",
-      `unknown ${kind} id ${JSON.stringify(id)}${context ? ` (${context})` : ""}`,
-    );
+    super(kind === "user" ? "unknown_user" : "unknown_item", `unknown ${kind} id ${JSON.stringify(id)}${context ? ` (${context})` : ""}`);
     this.kind = kind;
     this.id = id;
   }
@@ -72,10 +69,7 @@ export class EmptyHistoryError extends RecsysError {
   readonly user: string;
 
   constructor(user: string, model: string) {
-    super(
-      "empty",
-      `user ${JSON.stringify(user)} has no training interactions, so ${model} cannot personalise for them (use a popularity model as the cold-start fallback)`,
-    );
+    super("empty", `user ${JSON.stringify(user)} has no training interactions, so ${model} cannot personalise for them (use a popularity model as the cold-start fallback)`);
     this.user = user;
   }
 }

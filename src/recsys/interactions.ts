@@ -210,14 +210,7 @@ export class InteractionsBuilder {
   build(): Interactions {
     const users = this.fixedUsers ?? new IdIndex("user", this.userList);
     const items = this.fixedItems ?? new IdIndex("item", this.itemList);
-    return new Interactions(
-      users,
-      items,
-      this.userIdx.slice(0, this.n),
-      this.itemIdx.slice(0, this.n),
-      this.ratings.slice(0, this.n),
-      this.timestamps.slice(0, this.n),
-    );
+    return new Interactions(users, items, this.userIdx.slice(0, this.n), this.itemIdx.slice(0, this.n), this.ratings.slice(0, this.n), this.timestamps.slice(0, this.n));
   }
 
   private grow(): void {
@@ -290,10 +283,7 @@ export class Interactions {
    * @param options.users / options.items fixed id maps to index into (ids must exist);
    *   by default new maps are made in first-seen order.
    */
-  static fromRecords(
-    records: Iterable<InteractionRecord>,
-    options: { users?: IdIndex; items?: IdIndex } = {},
-  ): Interactions {
+  static fromRecords(records: Iterable<InteractionRecord>, options: { users?: IdIndex; items?: IdIndex } = {}): Interactions {
     const b = new InteractionsBuilder(options.users, options.items);
     for (const r of records) b.add(r.user, r.item, r.rating ?? 1, r.timestamp ?? b.length);
     return b.build();

@@ -26,15 +26,7 @@
  */
 
 import { readFile } from "node:fs/promises";
-import {
-  BaseRecommender,
-  checkK,
-  type ItemSimilarity,
-  paramNumber,
-  type Recommendation,
-  type RecommendOptions,
-  type SimilarOptions,
-} from "./base.js";
+import { BaseRecommender, checkK, type ItemSimilarity, paramNumber, type Recommendation, type RecommendOptions, type SimilarOptions } from "./base.js";
 import { InvalidArgumentError, ModelFileError } from "./errors.js";
 import type { Id, Interactions } from "./interactions.js";
 import { type StoredArray, decodeModel, requireArray } from "./model-file.js";

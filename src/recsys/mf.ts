@@ -18,15 +18,7 @@
  */
 
 import { readFile } from "node:fs/promises";
-import {
-  BaseRecommender,
-  checkK,
-  type ItemSimilarity,
-  paramNumber,
-  type RatingPredictor,
-  type Recommendation,
-  type SimilarOptions,
-} from "./base.js";
+import { BaseRecommender, checkK, type ItemSimilarity, paramNumber, type RatingPredictor, type Recommendation, type SimilarOptions } from "./base.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CsrMatrix, csrHas, type Id, type Interactions } from "./interactions.js";
 import { type ModelFileContents, type StoredArray, decodeModel, requireArray } from "./model-file.js";
@@ -52,15 +44,7 @@ function itemCounts(seen: CsrMatrix): Int32Array {
  * Cosine similarity between item factor vectors: the `k` items most similar
  * to item `i` among items with training interactions.
  */
-function factorSimilar(
-  model: BaseRecommender,
-  itemFactors: Float32Array,
-  factors: number,
-  counts: Int32Array,
-  item: Id,
-  k: number,
-  options: SimilarOptions,
-): Recommendation[] {
+function factorSimilar(model: BaseRecommender, itemFactors: Float32Array, factors: number, counts: Int32Array, item: Id, k: number, options: SimilarOptions): Recommendation[] {
   checkK(k);
   const index = model.items;
   const i = index.indexOf(item);

@@ -125,9 +125,14 @@ export function decodeModel(bytes: Uint8Array, label: string, expectedKind?: str
     throw new ModelFileError(label, `corrupted header (${(e as Error).message})`);
   }
   if (
-    typeof header !== "object" || header === null || typeof header.kind !== "string" ||
-    !Array.isArray(header.users) || !Array.isArray(header.items) || !Array.isArray(header.arrays) ||
-    typeof header.payloadBytes !== "number" || typeof header.crc32 !== "number"
+    typeof header !== "object" ||
+    header === null ||
+    typeof header.kind !== "string" ||
+    !Array.isArray(header.users) ||
+    !Array.isArray(header.items) ||
+    !Array.isArray(header.arrays) ||
+    typeof header.payloadBytes !== "number" ||
+    typeof header.crc32 !== "number"
   ) {
     throw new ModelFileError(label, "corrupted header (missing fields)");
   }
@@ -175,13 +180,7 @@ export async function readModelFile(path: string, expectedKind?: string): Promis
  * Fetches a required array from decoded contents.
  * @throws ModelFileError when missing, of the wrong type or length.
  */
-export function requireArray<T extends "f32" | "i32">(
-  contents: ModelFileContents,
-  label: string,
-  name: string,
-  dtype: T,
-  length?: number,
-): T extends "f32" ? Float32Array : Int32Array {
+export function requireArray<T extends "f32" | "i32">(contents: ModelFileContents, label: string, name: string, dtype: T, length?: number): T extends "f32" ? Float32Array : Int32Array {
   const a = contents.arrays[name];
   const ok = dtype === "f32" ? a instanceof Float32Array : a instanceof Int32Array;
   if (!a || !ok) throw new ModelFileError(label, `corrupted: array "${name}" (${dtype}) is missing`);

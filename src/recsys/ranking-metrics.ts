@@ -167,13 +167,7 @@ function indexMap(from: IdIndex, to: IdIndex): Int32Array {
  * `train` and `test` are matched to the model by external id, so they need not
  * share the model's id maps.
  */
-export function evaluateRanking(
-  model: Recommender,
-  train: Interactions,
-  test: Interactions,
-  ks: readonly number[] = [5, 10],
-  options: EvaluateRankingOptions = {},
-): RankingReport {
+export function evaluateRanking(model: Recommender, train: Interactions, test: Interactions, ks: readonly number[] = [5, 10], options: EvaluateRankingOptions = {}): RankingReport {
   if (ks.length === 0) throw new InvalidArgumentError("ks must not be empty");
   for (const k of ks) if (!(Number.isInteger(k) && k >= 1)) throw new InvalidArgumentError(`cut-offs must be positive integers, got ${k}`);
   const maxK = Math.max(...ks);
@@ -243,9 +237,7 @@ export function evaluateRanking(
   const at: Record<number, RankingMetrics> = {};
   for (const k of ks) {
     const s = sums[k];
-    at[k] = users === 0
-      ? { precision: 0, recall: 0, ndcg: 0, hitRate: 0 }
-      : { precision: s.precision / users, recall: s.recall / users, ndcg: s.ndcg / users, hitRate: s.hitRate / users };
+    at[k] = users === 0 ? { precision: 0, recall: 0, ndcg: 0, hitRate: 0 } : { precision: s.precision / users, recall: s.recall / users, ndcg: s.ndcg / users, hitRate: s.hitRate / users };
   }
   return { model: model.kind, users, skippedUsers: skipped, ks: [...ks], at };
 }

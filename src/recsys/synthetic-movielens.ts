@@ -81,10 +81,27 @@ export type SyntheticMovieLensFile = "u.data" | "u.item" | "u.user" | "u.genre" 
 
 /** MovieLens-100K's occupations (u.occupation), with roughly its shares of users. */
 const OCCUPATIONS: ReadonlyArray<readonly [string, number]> = [
-  ["administrator", 79], ["artist", 28], ["doctor", 7], ["educator", 95], ["engineer", 67], ["entertainment", 18],
-  ["executive", 32], ["healthcare", 16], ["homemaker", 7], ["lawyer", 12], ["librarian", 51], ["marketing", 26],
-  ["none", 9], ["other", 105], ["programmer", 66], ["retired", 14], ["salesman", 12], ["scientist", 31],
-  ["student", 196], ["technician", 27], ["writer", 45],
+  ["administrator", 79],
+  ["artist", 28],
+  ["doctor", 7],
+  ["educator", 95],
+  ["engineer", 67],
+  ["entertainment", 18],
+  ["executive", 32],
+  ["healthcare", 16],
+  ["homemaker", 7],
+  ["lawyer", 12],
+  ["librarian", 51],
+  ["marketing", 26],
+  ["none", 9],
+  ["other", 105],
+  ["programmer", 66],
+  ["retired", 14],
+  ["salesman", 12],
+  ["scientist", 31],
+  ["student", 196],
+  ["technician", 27],
+  ["writer", 45],
 ];
 
 /** Relative frequencies of the genres on items (index = u.genre position; "unknown" never drawn). */
@@ -94,7 +111,15 @@ const genreIndex = new Map(MOVIELENS_100K_GENRES.map((g, i) => [g, i]));
 const gi = (name: string): number => genreIndex.get(name)!;
 
 /** Release decades and their weights; the 1990s by year. */
-const DECADES: ReadonlyArray<readonly [number, number]> = [[1920, 2], [1930, 29], [1940, 45], [1950, 57], [1960, 46], [1970, 55], [1980, 110]];
+const DECADES: ReadonlyArray<readonly [number, number]> = [
+  [1920, 2],
+  [1930, 29],
+  [1940, 45],
+  [1950, 57],
+  [1960, 46],
+  [1970, 55],
+  [1980, 110],
+];
 const NINETIES: readonly number[] = [40, 45, 55, 70, 110, 250, 290, 260, 60]; // 1990..1998
 
 const ADJECTIVES = (
@@ -171,7 +196,13 @@ function makeName(rng: Rng): string {
 function drawYear(rng: Rng, genres: readonly number[]): number {
   if (genres.includes(gi("Film-Noir"))) return 1940 + rng.nextInt(19);
   if (rng.next() < 0.78) return 1990 + pickWeighted(rng, NINETIES);
-  const [decade] = DECADES[pickWeighted(rng, DECADES.map(([, w]) => w))];
+  const [decade] =
+    DECADES[
+      pickWeighted(
+        rng,
+        DECADES.map(([, w]) => w),
+      )
+    ];
   return decade + rng.nextInt(10);
 }
 
@@ -241,7 +272,16 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
       if (!seriesIdx.has(t.series)) seriesIdx.set(t.series, seriesNames.push(t.series) - 1);
       series = seriesIdx.get(t.series)!;
     }
-    items.push({ id: k + 1, title: t.title, year: Number(year[1]), date: releaseDate(rng, Number(year[1])), genres: genres.sort((a, b) => a - b), popularity: popularity(ranks[k]), quality: 0.35 + 0.25 * rng.normal(), series });
+    items.push({
+      id: k + 1,
+      title: t.title,
+      year: Number(year[1]),
+      date: releaseDate(rng, Number(year[1])),
+      genres: genres.sort((a, b) => a - b),
+      popularity: popularity(ranks[k]),
+      quality: 0.35 + 0.25 * rng.normal(),
+      series,
+    });
   }
   // generated series: a base title and sequels, about one item in twelve
   const free = nItems - 1 - titles.length;
@@ -298,7 +338,10 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
     let occupation = OCCUPATIONS[pickWeighted(rng, occWeights)][0];
     if (age < 18 && occupation !== "none") occupation = rng.next() < 0.9 ? "student" : "none";
     if (age > 64 && rng.next() < 0.6) occupation = "retired";
-    const zip = rng.next() < 0.02 ? `${pick(rng, ["T", "V", "K", "L", "M", "E"])}${rng.nextInt(10)}${pick(rng, ["H", "A", "R", "S"])}${rng.nextInt(10)}${pick(rng, ["N", "B", "J", "X"])}` : String(rng.nextInt(100000)).padStart(5, "0");
+    const zip =
+      rng.next() < 0.02
+        ? `${pick(rng, ["T", "V", "K", "L", "M", "E"])}${rng.nextInt(10)}${pick(rng, ["H", "A", "R", "S"])}${rng.nextInt(10)}${pick(rng, ["N", "B", "J", "X"])}`
+        : String(rng.nextInt(100000)).padStart(5, "0");
     userLines.push(`${u}|${age}|${gender}|${occupation}|${zip}`);
 
     const t = new Float64Array(G);
@@ -323,7 +366,10 @@ export function generateSyntheticMovieLens(options: SyntheticMovieLensOptions = 
     if (gender === "F") t[gi("Romance")] += 0.4;
     else for (const g of ["Action", "Sci-Fi"]) t[gi(g)] += 0.3;
     taste.push(t);
-    favouriteGenres.set(String(u), favs.sort((a, b) => a - b).map((g) => MOVIELENS_100K_GENRES[g]));
+    favouriteGenres.set(
+      String(u),
+      favs.sort((a, b) => a - b).map((g) => MOVIELENS_100K_GENRES[g]),
+    );
     counts.push(Math.min(maxRatings, minRatings + Math.max(0, Math.round(Math.exp(Math.log(32) + 1.0 * rng.normal()) - 6))));
     bias.push(0.5 * rng.normal());
     fans.push(new Set());

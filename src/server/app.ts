@@ -131,9 +131,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       void (reply as unknown as { code(n: number): { send(b: unknown): unknown } }).code(status).send(new HttpError(frameworkCode(status), message, { status }).body());
     },
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send(new HttpError("not_found", `no route ${request.method} ${printable(request.url.split("?")[0], 200)}`).body()),
-  );
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(new HttpError("not_found", `no route ${request.method} ${printable(request.url.split("?")[0], 200)}`).body()));
   app.decorate("tallrec", st);
 
   app.addHook("onSend", async (request, reply) => {

@@ -92,19 +92,18 @@ export class ServerMetrics {
 }
 
 /** Records every response in the HTTP counters and latency histogram; serves `GET /metrics`. */
-export const metricsPlugin: FastifyPluginAsync<{ metrics: ServerMetrics }> = fp(async (app: FastifyInstance, opts: { metrics: ServerMetrics }) => {
-  const { metrics } = opts;
-  app.addHook("onResponse", async (request, reply) => {
-    const labels = { method: request.method, route: request.routeOptions.url ?? "(unmatched)", status_code: String(reply.statusCode) };
-    metrics.httpRequests.inc(labels);
-    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
-  });
-  app.get(
-    "/metrics",
-    { schema: { summary: "Prometheus metrics (text exposition format)", tags: ["operations"] } },
-    async (_request, reply) => {
+export const metricsPlugin: FastifyPluginAsync<{ metrics: ServerMetrics }> = fp(
+  async (app: FastifyInstance, opts: { metrics: ServerMetrics }) => {
+    const { metrics } = opts;
+    app.addHook("onResponse", async (request, reply) => {
+      const labels = { method: request.method, route: request.routeOptions.url ?? "(unmatched)", status_code: String(reply.statusCode) };
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", { schema: { summary: "Prometheus metrics (text exposition format)", tags: ["operations"] } }, async (_request, reply) => {
       const text = await metrics.registry.metrics();
       return reply.type(metrics.registry.contentType).send(text);
-    },
-  );
-}, { name: "tallrec-metrics", fastify: "5.x" });
+    });
+  },
+  { name: "tallrec-metrics", fastify: "5.x" },
+);

@@ -25,7 +25,6 @@ export const ID_SCHEMA = {
   description: "the caller's id for the item, echoed back in its result (default: the item's index)",
 } as const;
 
-
 const ADAPTER_SCHEMA = {
   type: ["string", "null"],
   description: "adapter name; null for the base model; default: the server's default adapter (the only one, when one is loaded)",

@@ -11,7 +11,14 @@ import type { Schema } from "./schemas.js";
 /** An item as a client sends it (after validation). */
 export type RequestItem =
   | { id?: string | number; instruction: string; input: string }
-  | { id?: string | number; domain: "movie" | "book"; liked: Array<string | { title: string; author: string }>; disliked: Array<string | { title: string; author: string }>; target: string | { title: string; author: string }; instruction?: string };
+  | {
+      id?: string | number;
+      domain: "movie" | "book";
+      liked: Array<string | { title: string; author: string }>;
+      disliked: Array<string | { title: string; author: string }>;
+      target: string | { title: string; author: string };
+      instruction?: string;
+    };
 
 type ValidateFn = ((data: unknown) => unknown) & { errors?: SchemaError[] | null };
 

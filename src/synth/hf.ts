@@ -136,12 +136,7 @@ async function tokenizerJson(vocab: LlamaVocab): Promise<string> {
     },
     decoder: {
       type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: "\u2581" }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
+      decoders: [{ type: "Replace", pattern: { String: "\u2581" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }],
     },
     model: {
       type: "BPE",

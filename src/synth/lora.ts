@@ -89,11 +89,7 @@ function shapeFromGguf(path: string, targets: LlamaLinear[]): BaseShape {
  *
  * @param base the base model: a preset name, a spec, or the path of a LLaMA GGUF (shapes and weight scales are read from it).
  */
-export async function generateLora(
-  path: string,
-  base: LlamaModelSpec | LlamaPresetName | string,
-  opts: LoraOptions,
-): Promise<void> {
+export async function generateLora(path: string, base: LlamaModelSpec | LlamaPresetName | string, opts: LoraOptions): Promise<void> {
   const { r, alpha, targets, seed } = opts;
   if (!Number.isInteger(r) || r < 1) throw new Error(`LoRA rank must be a positive integer, got ${r}`);
   if (!(alpha > 0)) throw new Error(`LoRA alpha must be positive, got ${alpha}`);

@@ -56,11 +56,7 @@ export function loadLlamaTokenizer(): Promise<LlamaTokenizerLike> {
     try {
       mod = (await import(name)) as { default: LlamaTokenizerLike };
     } catch (e) {
-      throw new Error(
-        `the synthetic test models need the LLaMA vocabulary from the npm package ${name} ` +
-          `(a devDependency): install it with "npm install --save-dev ${name}@1.2.2"`,
-        { cause: e },
-      );
+      throw new Error(`the synthetic test models need the LLaMA vocabulary from the npm package ${name} ` + `(a devDependency): install it with "npm install --save-dev ${name}@1.2.2"`, { cause: e });
     }
     const tok = mod.default;
     if (!tok || !Array.isArray(tok.vocabById) || !(tok.merges instanceof Map)) {
@@ -97,15 +93,7 @@ export async function loadLlamaVocab(): Promise<LlamaVocab> {
   }
   const nMerges = rank;
   const scores = tokens.map((_, id) => -(firstRank.get(id) ?? nMerges + id));
-  const tokenTypes = tokens.map((_, id) =>
-    id === 0
-      ? LlamaTokenType.UNKNOWN
-      : id <= 2
-        ? LlamaTokenType.CONTROL
-        : id <= 258
-          ? LlamaTokenType.BYTE
-          : LlamaTokenType.NORMAL,
-  );
+  const tokenTypes = tokens.map((_, id) => (id === 0 ? LlamaTokenType.UNKNOWN : id <= 2 ? LlamaTokenType.CONTROL : id <= 258 ? LlamaTokenType.BYTE : LlamaTokenType.NORMAL));
   return {
     tokens,
     scores,

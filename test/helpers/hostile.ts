@@ -72,7 +72,13 @@ export interface Mutant {
 export const MUTANTS: Mutant[] = [
   // D1: alpha read with gguf_get_val_f32, which asserts the type and a single value
   { name: "alpha-string", kind: "adapter", raw: "abort", message: /adapter\.lora\.alpha is STRING, expected FLOAT32/, edits: () => ({ metadata: { "adapter.lora.alpha": gv.str("16") } }) },
-  { name: "alpha-array", kind: "adapter", raw: "abort", message: /adapter\.lora\.alpha is ARRAY of FLOAT32, expected FLOAT32/, edits: () => ({ metadata: { "adapter.lora.alpha": gv.numArray(GgufValueType.FLOAT32, [16, 16]) } }) },
+  {
+    name: "alpha-array",
+    kind: "adapter",
+    raw: "abort",
+    message: /adapter\.lora\.alpha is ARRAY of FLOAT32, expected FLOAT32/,
+    edits: () => ({ metadata: { "adapter.lora.alpha": gv.numArray(GgufValueType.FLOAT32, [16, 16]) } }),
+  },
   { name: "general-type-u32", kind: "adapter", raw: "abort", message: /general\.type is UINT32, expected STRING/, edits: () => ({ metadata: { "general.type": gv.u32(1) } }) },
   // D2: two vocabulary entries with one string
   {
@@ -91,18 +97,60 @@ export const MUTANTS: Mutant[] = [
   { name: "block-count-513", kind: "model", raw: "abort", message: /llama\.block_count is 513: it must be 1\.\.512/, edits: () => ({ metadata: { "llama.block_count": gv.u32(513) } }) },
   // D4: a weight typed I32 (ggml type 26, the byte size of F32), in the model and in an adapter
   { name: "weight-i32", kind: "model", raw: "segfault", message: /tensor "blk\.0\.attn_q\.weight" is I32, a type llama\.cpp cannot multiply with/, edits: () => ({ tensors: { "blk.0.attn_q.weight": { type: 26 } } }) },
-  { name: "lora-i32", kind: "adapter", raw: "segfault", message: /tensor "blk\.0\.attn_q\.weight\.lora_a" is I32; LoRA tensors must be F32, F16, BF16 or Q8_0/, edits: () => ({ tensors: { "blk.0.attn_q.weight.lora_a": { type: 26 } } }) },
+  {
+    name: "lora-i32",
+    kind: "adapter",
+    raw: "segfault",
+    message: /tensor "blk\.0\.attn_q\.weight\.lora_a" is I32; LoRA tensors must be F32, F16, BF16 or Q8_0/,
+    edits: () => ({ tensors: { "blk.0.attn_q.weight.lora_a": { type: 26 } } }),
+  },
   // D6: non-finite or absurd alpha and weights (llama.cpp scores them as NaN)
   { name: "alpha-inf", kind: "adapter", raw: "nan", message: /adapter\.lora\.alpha is Infinity: it must be a finite number/, edits: () => ({ metadata: { "adapter.lora.alpha": gv.f32(Infinity) } }) },
   { name: "alpha-nan", kind: "adapter", raw: "nan", message: /adapter\.lora\.alpha is NaN: it must be a finite number/, edits: () => ({ metadata: { "adapter.lora.alpha": gv.f32(NaN) } }) },
-  { name: "alpha-1e6", kind: "adapter", raw: "nan", message: /adapter\.lora\.alpha 1000000 with rank 8 scales the update by 125000, beyond the sane bound 1000/, edits: () => ({ metadata: { "adapter.lora.alpha": gv.f32(1e6) } }) },
-  { name: "weight-inf", kind: "adapter", raw: "nan", message: /"blk\.0\.attn_q\.weight\.lora_a" holds Infinity at element 5/, edits: () => ({ tensors: { "blk.0.attn_q.weight.lora_a": { data: pokeF32(5, Infinity) } } }) },
-  { name: "weight-1e38", kind: "adapter", raw: "nan", message: /"blk\.1\.attn_v\.weight\.lora_b" holds 9\.99\d*e\+37 at element 3/, edits: () => ({ tensors: { "blk.1.attn_v.weight.lora_b": { data: pokeF32(3, 1e38) } } }) },
+  {
+    name: "alpha-1e6",
+    kind: "adapter",
+    raw: "nan",
+    message: /adapter\.lora\.alpha 1000000 with rank 8 scales the update by 125000, beyond the sane bound 1000/,
+    edits: () => ({ metadata: { "adapter.lora.alpha": gv.f32(1e6) } }),
+  },
+  {
+    name: "weight-inf",
+    kind: "adapter",
+    raw: "nan",
+    message: /"blk\.0\.attn_q\.weight\.lora_a" holds Infinity at element 5/,
+    edits: () => ({ tensors: { "blk.0.attn_q.weight.lora_a": { data: pokeF32(5, Infinity) } } }),
+  },
+  {
+    name: "weight-1e38",
+    kind: "adapter",
+    raw: "nan",
+    message: /"blk\.1\.attn_v\.weight\.lora_b" holds 9\.99\d*e\+37 at element 3/,
+    edits: () => ({ tensors: { "blk.1.attn_v.weight.lora_b": { data: pokeF32(3, 1e38) } } }),
+  },
   { name: "weight-minus-1e38", kind: "adapter", raw: "nan", message: /holds -9\.99\d*e\+37 at element 0/, edits: () => ({ tensors: { "blk.0.attn_v.weight.lora_a": { data: pokeF32(0, -1e38) } } }) },
   // more of what llama.cpp asserts on or divides by
-  { name: "norm-f16", kind: "model", raw: "abort", message: /tensor "blk\.0\.attn_norm\.weight" is F16, but norm weights and biases must be F32/, edits: () => ({ tensors: { "blk.0.attn_norm.weight": { type: 1, data: new Uint8Array(128) } } }) },
-  { name: "value-length", kind: "model", raw: "throws", message: /llama\.attention\.value_length is 8, but a LLaMA head has 64 \/ 4 = 16 dimensions/, edits: () => ({ metadata: { "llama.attention.value_length": gv.u32(8) } }) },
-  { name: "rope-scaling-type", kind: "model", raw: "abort", message: /llama\.rope\.scaling\.type is "bogus", not one of none, linear, yarn, longrope/, edits: () => ({ metadata: { "llama.rope.scaling.type": gv.str("bogus") } }) },
+  {
+    name: "norm-f16",
+    kind: "model",
+    raw: "abort",
+    message: /tensor "blk\.0\.attn_norm\.weight" is F16, but norm weights and biases must be F32/,
+    edits: () => ({ tensors: { "blk.0.attn_norm.weight": { type: 1, data: new Uint8Array(128) } } }),
+  },
+  {
+    name: "value-length",
+    kind: "model",
+    raw: "throws",
+    message: /llama\.attention\.value_length is 8, but a LLaMA head has 64 \/ 4 = 16 dimensions/,
+    edits: () => ({ metadata: { "llama.attention.value_length": gv.u32(8) } }),
+  },
+  {
+    name: "rope-scaling-type",
+    kind: "model",
+    raw: "abort",
+    message: /llama\.rope\.scaling\.type is "bogus", not one of none, linear, yarn, longrope/,
+    edits: () => ({ metadata: { "llama.rope.scaling.type": gv.str("bogus") } }),
+  },
   { name: "experts-used", kind: "model", raw: "abort", message: /expert_used_count \(2\) exceeds llama\.expert_count \(0\)/, edits: () => ({ metadata: { "llama.expert_used_count": gv.u32(2) } }) },
   { name: "no-vocab", kind: "model", raw: "abort", message: /tokenizer\.ggml\.model is "none"/, edits: () => ({ metadata: { "tokenizer.ggml.model": gv.str("none") } }) },
 ];

@@ -210,7 +210,7 @@ export function loadHfReference(modelDir: string, adapters: readonly HfAdapter[]
             }
             const m = Math.max(...sc);
             let z = 0;
-            for (let s = 0; s <= t; s++) z += (sc[s] = Math.exp(sc[s] - m));
+            for (let s = 0; s <= t; s++) z += sc[s] = Math.exp(sc[s] - m);
             for (let s = 0; s <= t; s++) for (let j = 0; j < d; j++) att[h * d + j] += (sc[s] / z) * vs[s][g * d + j];
           }
           const o = apply(L.o, att);

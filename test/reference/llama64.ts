@@ -58,7 +58,7 @@ export const U32 = 2 ** -24;
 export class Float32Noise {
   private state: number;
   constructor(seed: number) {
-    this.state = (seed >>> 0) || 0x9e3779b9;
+    this.state = seed >>> 0 || 0x9e3779b9;
   }
   /** mulberry32: a small seeded generator (the model needs reproducible realizations, not crypto). */
   private uniform(): number {

@@ -164,9 +164,11 @@ Examples:
         if (o.runId !== undefined && !/^[A-Za-z0-9_.-]{1,100}$/.test(o.runId)) throw new CliError("--run-id: letters, digits, _ . - only (at most 100)", EXIT.USAGE);
         const flags = { kvType: o.kvType ?? null, flashAttn: o.flashAttn ?? null, ctx: o.ctx ?? null, batch: o.batch ?? null, sequences: o.sequences ?? null };
         const runId = o.runId ?? `run.${sha256Text(JSON.stringify({ fingerprint, out: o.out === "-" ? "-" : resolvePath(o.out), window: o.window, flags })).slice(0, 16)}`;
-        const remote = await QueueScorer.open({ url: o.queue, queueName: o.queueName, runId, model: modelPath(o), adapters: loraSpecs(o), adapter: o.adapter ?? null, scoring: o.scoring, engine: flags }).catch((err: Error) => {
-          throw new CliError(err.message);
-        });
+        const remote = await QueueScorer.open({ url: o.queue, queueName: o.queueName, runId, model: modelPath(o), adapters: loraSpecs(o), adapter: o.adapter ?? null, scoring: o.scoring, engine: flags }).catch(
+          (err: Error) => {
+            throw new CliError(err.message);
+          },
+        );
         log(`run ${runId}: windows go to queue ${o.queueName} on ${redactUrl(o.queue)}, at most ${o.inflight} at once`);
         engine = { score: (p, w, signal) => remote.score(p, w.first, w.rows, signal), done: (first) => remote.done(first), close: () => remote.close() };
       } else {

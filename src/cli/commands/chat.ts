@@ -68,11 +68,7 @@ function formatItem(r: Recommended): string {
  * each input line, printing the ranked list and streaming the explanation; `/`-commands as in
  * `/help`. Works on a terminal and on a pipe. Resolves when the input ends or the user quits.
  */
-export async function runChat(
-  chat: ChatRec,
-  user: string,
-  io: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream; json?: boolean; greeting?: boolean; interactive?: boolean },
-): Promise<void> {
+export async function runChat(chat: ChatRec, user: string, io: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream; json?: boolean; greeting?: boolean; interactive?: boolean }): Promise<void> {
   const out = (s: string) => io.output.write(s);
   let session: SessionInfo = chat.startSession(user);
   const describe = (s: SessionInfo) => {

@@ -69,11 +69,7 @@ Example:
       refuseOverwrite(o.output, [dir, base]);
       const log = makeLog(o);
       const r = await run(() => convertPeftLora(dir, o.output, { base, outtype: o.outtype, name: o.name, log }));
-      print(
-        o.json,
-        { ...r },
-        `${r.path}: ${r.tensors} tensors, ${r.targets.join("/")} in ${r.layers.length} blocks, r=${r.ranks.join("/")}, alpha ${r.alpha} (scale ${r.scale}) from ${r.source}`,
-      );
+      print(o.json, { ...r }, `${r.path}: ${r.tensors} tensors, ${r.targets.join("/")} in ${r.layers.length} blocks, r=${r.ranks.join("/")}, alpha ${r.alpha} (scale ${r.scale}) from ${r.source}`);
     });
 }
 
@@ -147,7 +143,13 @@ Example:
       refuseOverwrite(o.output, [base, ...adapters.map((a) => a.path)]);
       const log = makeLog(o);
       const r = await run(() => mergeLora(base, adapters, o.output, { outtype: o.outtype, log }));
-      print(o.json, { ...r }, `${r.path}: merged ${adapters.length} adapter(s) into ${r.merged.length} tensors (${Object.entries(r.types).map(([k, v]) => `${v} ${k}`).join(", ")})`);
+      print(
+        o.json,
+        { ...r },
+        `${r.path}: merged ${adapters.length} adapter(s) into ${r.merged.length} tensors (${Object.entries(r.types)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(", ")})`,
+      );
     });
 }
 

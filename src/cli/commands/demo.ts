@@ -68,7 +68,14 @@ export function demoCommand(): Command {
       say(`model:  ${paths.tiny}`);
       say(`lora:   ${paths.loraA} (r=8, alpha=16, q_proj and v_proj, like TALLRec's)\n`);
 
-      const engine = await Engine.load({ model: paths.tiny, adapters: [{ name: "movie", path: paths.loraA }], gpu: o.gpu, threads: o.threads, kvType: o.kvType, flashAttention: o.flashAttn === undefined ? undefined : o.flashAttn === "on" });
+      const engine = await Engine.load({
+        model: paths.tiny,
+        adapters: [{ name: "movie", path: paths.loraA }],
+        gpu: o.gpu,
+        threads: o.threads,
+        kvType: o.kvType,
+        flashAttention: o.flashAttn === undefined ? undefined : o.flashAttn === "on",
+      });
       try {
         const t0 = performance.now();
         const { perRow, metrics } = await evaluate(engine, examples, { chunk: 256 });

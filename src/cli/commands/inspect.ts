@@ -126,7 +126,8 @@ export function inspectCommand(): Command {
       if (o.json) {
         process.stdout.write(JSON.stringify(out, null, 2) + "\n");
       } else {
-        for (const [k, v] of Object.entries(out)) process.stdout.write(`${k.padEnd(14)} ${typeof v === "object" && v !== null ? printable(JSON.stringify(v), Number.MAX_SAFE_INTEGER) : printable(String(v), Number.MAX_SAFE_INTEGER)}\n`);
+        for (const [k, v] of Object.entries(out))
+          process.stdout.write(`${k.padEnd(14)} ${typeof v === "object" && v !== null ? printable(JSON.stringify(v), Number.MAX_SAFE_INTEGER) : printable(String(v), Number.MAX_SAFE_INTEGER)}\n`);
       }
       if (out.fits && !(out.fits as { ok: boolean }).ok) process.exitCode = EXIT.FAILURE;
       if (out.valid && !(out.valid as { ok: boolean }).ok) process.exitCode = EXIT.FAILURE;

@@ -59,7 +59,7 @@ export function recsysEvalCommand(): Command {
     .addOption(new Option("--scoring <rule>", "scoring rule").choices([...SCORING_RULES]).default("softmax"))
     .option("--alpha <a>", "blend: alpha * z(recommender score) + (1 - alpha) * z(TALLRec log-odds); 0 = pYes alone", (v) => Number(v), 0)
     .option("--no-rerank", "classic recommenders only, even with a model")
-    .option("--label <text>", "what the model is, for the report (e.g. \"LLaMA-7B + TALLRec movie adapter\")")
+    .option("--label <text>", 'what the model is, for the report (e.g. "LLaMA-7B + TALLRec movie adapter")')
     .option("--no-published", "leave out Chat-REC's published numbers")
     .option("--json", "print the report as JSON")
     .option("--plot <file>", "draw P@k, R@k and NDCG@k per recommender, alone and re-ranked: FILE.svg, .png or .html")
@@ -114,9 +114,7 @@ Examples:
           candidates: o.candidates,
           minRating: o.minRating,
           users: o.users,
-          rerank: engine
-            ? { engine, catalog: data.catalog, adapter: o.adapter, scoring: o.scoring, alpha: o.alpha, label: o.label ?? `${basename(modelPath(o))} (${engine.info.model.description})` }
-            : undefined,
+          rerank: engine ? { engine, catalog: data.catalog, adapter: o.adapter, scoring: o.scoring, alpha: o.alpha, label: o.label ?? `${basename(modelPath(o))} (${engine.info.model.description})` } : undefined,
           onProgress: (done, total) => {
             progress ??= new Progress("re-ranking (users)", total, o.quiet);
             progress.update(done);
@@ -132,7 +130,14 @@ Examples:
       if (o.plot) {
         const baseName = new Map(report.ranking.filter((r) => !r.reranked).map((r) => [r.model, r.name]));
         const title = o.plotTitle ?? `tallrec recsys-eval: ${basename(o.data ?? o.ratings ?? "")}, ${report.split} split, ${report.users} users${report.rerank ? `; re-ranked by ${report.rerank.label}` : ""}`;
-        await writePlot(o.plot, recsysPlotSpec(title, report.ks, report.ranking.map((r) => ({ model: baseName.get(r.model) ?? r.model, reranked: r.reranked, at: r.at }))));
+        await writePlot(
+          o.plot,
+          recsysPlotSpec(
+            title,
+            report.ks,
+            report.ranking.map((r) => ({ model: baseName.get(r.model) ?? r.model, reranked: r.reranked, at: r.at })),
+          ),
+        );
         log(`plot: ${o.plot}`);
       }
       if (o.json) process.stdout.write(`${JSON.stringify({ command: command_, data: data.description, ...report }, null, 2)}\n`);

@@ -56,9 +56,7 @@ Examples:
         // the pair could not be scored (too long, or non-finite logits): the run finished, the row failed
         if (r.error !== undefined) throw new CliError(r.error, EXIT.PARTIAL, r.code);
         if (o.json) {
-          process.stdout.write(
-            JSON.stringify({ pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, scoring: o.scoring, adapter: o.adapter ?? engine.adapterNames()[0] ?? null }) + "\n",
-          );
+          process.stdout.write(JSON.stringify({ pYes: r.pYes, logitYes: r.logitYes, logitNo: r.logitNo, tokens: r.tokens, scoring: o.scoring, adapter: o.adapter ?? engine.adapterNames()[0] ?? null }) + "\n");
         } else {
           process.stdout.write(`${r.pYes}\n`);
         }

@@ -146,7 +146,10 @@ Examples:
       const app = await buildServer({
         chat,
         engineFactory: async () => (engine = await loadEngine(o, o, o.defaultAdapter !== undefined ? { defaultAdapter: o.defaultAdapter } : {})),
-        modelName: model.split(/[\\/]/).pop()!.replace(/\.gguf$/i, ""),
+        modelName: model
+          .split(/[\\/]/)
+          .pop()!
+          .replace(/\.gguf$/i, ""),
         defaultAdapter: o.defaultAdapter,
         modelsDir: o.runtimeAdapters ? (o.modelsDir ?? dirname(model)) : null,
         apiKey,

@@ -58,15 +58,11 @@ export const adapterRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
     return modelsDir;
   };
 
-  app.get(
-    "/v1/adapters",
-    { schema: { summary: "List the loaded adapters", tags: ["adapters"], response: ADAPTERS_LIST_RESPONSE } },
-    async () => {
-      const engine = state.requireEngine();
-      realModelsDir ??= modelsDir === null ? null : await realpath(modelsDir).catch(() => modelsDir);
-      return { adapters: describe(engine, realModelsDir), default: state.currentDefault(engine) ?? null, runtimeLoading: modelsDir !== null };
-    },
-  );
+  app.get("/v1/adapters", { schema: { summary: "List the loaded adapters", tags: ["adapters"], response: ADAPTERS_LIST_RESPONSE } }, async () => {
+    const engine = state.requireEngine();
+    realModelsDir ??= modelsDir === null ? null : await realpath(modelsDir).catch(() => modelsDir);
+    return { adapters: describe(engine, realModelsDir), default: state.currentDefault(engine) ?? null, runtimeLoading: modelsDir !== null };
+  });
 
   app.post(
     "/v1/adapters",

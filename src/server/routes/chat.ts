@@ -176,8 +176,8 @@ export const chatRoutes: FastifyPluginAsync<ChatRoutesOptions> = async (fastify,
         summary: "Chat-REC: recommend, re-rank with TALLRec, explain, keep talking",
         description:
           "Send { user, message } to start a conversation or { sessionId, message } to continue one. The recommender proposes candidates, " +
-          "TALLRec re-ranks them for the user, the model explains the choice; follow-ups such as \"something lighter\", \"not that one\" or " +
-          "\"more like the second\" refine the last answer. With stream: true the answer is NDJSON events (start, recommendations once ranked, text pieces, result).",
+          'TALLRec re-ranks them for the user, the model explains the choice; follow-ups such as "something lighter", "not that one" or ' +
+          '"more like the second" refine the last answer. With stream: true the answer is NDJSON events (start, recommendations once ranked, text pieces, result).',
         tags: ["chat"],
         body: CHAT_BODY_SCHEMA,
         response: { 200: CHAT_RESPONSE_SCHEMA, ...ERROR_RESPONSES },

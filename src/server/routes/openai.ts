@@ -18,7 +18,7 @@
 import { createHash } from "node:crypto";
 import { PassThrough } from "node:stream";
 
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
 
 import type { ChatService } from "../../chatrec/service.js";
 import type { Recommended, TurnResult } from "../../chatrec/pipeline.js";
@@ -95,12 +95,8 @@ export function toOpenAIError(err: unknown, requestId = ""): OpenAIError {
 // --- schemas (documentation in /openapi.json, and validation through attachValidation) ---
 
 const CONTENT_SCHEMA = {
-  description: "a string, or an array of { type: \"text\", text } parts",
-  anyOf: [
-    { type: "string" },
-    { type: "array", items: { type: "object", required: ["type"], properties: { type: { type: "string" }, text: { type: "string" } } } },
-    { type: "null" },
-  ],
+  description: 'a string, or an array of { type: "text", text } parts',
+  anyOf: [{ type: "string" }, { type: "array", items: { type: "object", required: ["type"], properties: { type: { type: "string" }, text: { type: "string" } } } }, { type: "null" }],
 } as const;
 
 const CHAT_COMPLETIONS_BODY = {
@@ -270,7 +266,8 @@ export async function openaiRoutes(fastify: FastifyInstance, { state, chat }: Op
       // the generation (or the Chat-REC turn), streaming its text to onText
       let run: (onText?: (t: string) => void) => Promise<{ text: string; finish: "stop" | "length"; promptTokens: number; tokens: number; extra?: Record<string, unknown> }>;
       if (body.model === CHATREC_MODEL && chat) {
-        if (typeof body.user !== "string" || body.user.trim() === "") throw new OpenAIError(400, "with model \"chatrec\", the user field names the MovieLens user to recommend for", "invalid_request_error", "user", "missing_user");
+        if (typeof body.user !== "string" || body.user.trim() === "")
+          throw new OpenAIError(400, 'with model "chatrec", the user field names the MovieLens user to recommend for', "invalid_request_error", "user", "missing_user");
         const user = body.user.trim();
         const lastUser = messages.map((m) => m.role).lastIndexOf("user");
         if (lastUser < 0) throw new OpenAIError(400, "messages needs a user message", "invalid_request_error", "messages", "missing_user_message");
@@ -373,37 +370,33 @@ export async function openaiRoutes(fastify: FastifyInstance, { state, chat }: Op
     },
   );
 
-  fastify.post(
-    "/v1/embeddings",
-    { attachValidation: true, schema: { summary: "OpenAI-compatible embeddings (engine.embed: mean-pooled, L2-normalized)", tags: ["openai"], body: EMBEDDINGS_BODY } },
-    async (request) => {
-      validationError(request);
-      const body = request.body as EmbeddingsBody;
-      if (body.model !== CHATREC_MODEL || !chat) adapterOf(body.model);
-      const engine = genEngine();
-      const inputs = typeof body.input === "string" ? [body.input] : body.input;
-      let vectors: Float32Array[];
-      try {
-        vectors = await engine.embed(inputs);
-      } catch (err) {
-        if (err instanceof TypeError || err instanceof RangeError) throw new OpenAIError(400, err.message, "invalid_request_error", "input", "invalid_value");
-        throw err;
-      }
-      if (body.dimensions !== undefined && vectors.length > 0 && body.dimensions !== vectors[0].length) {
-        throw new OpenAIError(400, `dimensions: this model's embeddings have ${vectors[0].length} dimensions, and cannot be shortened`, "invalid_request_error", "dimensions", "invalid_value");
-      }
-      let tokens = 0;
-      if (typeof engine.tokenize === "function") for (const t of inputs) tokens += engine.tokenize(t).length;
-      return {
-        object: "list",
-        model: body.model,
-        data: vectors.map((v, index) => ({
-          object: "embedding",
-          index,
-          embedding: body.encoding_format === "base64" ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") : Array.from(v),
-        })),
-        usage: { prompt_tokens: tokens, total_tokens: tokens },
-      };
-    },
-  );
+  fastify.post("/v1/embeddings", { attachValidation: true, schema: { summary: "OpenAI-compatible embeddings (engine.embed: mean-pooled, L2-normalized)", tags: ["openai"], body: EMBEDDINGS_BODY } }, async (request) => {
+    validationError(request);
+    const body = request.body as EmbeddingsBody;
+    if (body.model !== CHATREC_MODEL || !chat) adapterOf(body.model);
+    const engine = genEngine();
+    const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    let vectors: Float32Array[];
+    try {
+      vectors = await engine.embed(inputs);
+    } catch (err) {
+      if (err instanceof TypeError || err instanceof RangeError) throw new OpenAIError(400, err.message, "invalid_request_error", "input", "invalid_value");
+      throw err;
+    }
+    if (body.dimensions !== undefined && vectors.length > 0 && body.dimensions !== vectors[0].length) {
+      throw new OpenAIError(400, `dimensions: this model's embeddings have ${vectors[0].length} dimensions, and cannot be shortened`, "invalid_request_error", "dimensions", "invalid_value");
+    }
+    let tokens = 0;
+    if (typeof engine.tokenize === "function") for (const t of inputs) tokens += engine.tokenize(t).length;
+    return {
+      object: "list",
+      model: body.model,
+      data: vectors.map((v, index) => ({
+        object: "embedding",
+        index,
+        embedding: body.encoding_format === "base64" ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") : Array.from(v),
+      })),
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  });
 }

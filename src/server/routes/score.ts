@@ -16,9 +16,7 @@ interface ScoreBody {
 }
 
 /** A result as answered: a score, or an error with its code (src/errors.ts), with the item's id. */
-export type ResultEntry =
-  | { id: string | number; pYes: number; logitYes: number; logitNo: number; tokens: number; logSumExp?: number }
-  | { id: string | number; error: string; code: ErrorCode };
+export type ResultEntry = { id: string | number; pYes: number; logitYes: number; logitNo: number; tokens: number; logSumExp?: number } | { id: string | number; error: string; code: ErrorCode };
 
 /**
  * Fails a request none of whose items could be scored: too_long (413) when every item is too long,
