@@ -97,6 +97,8 @@ export interface BatchInfo<G> {
   runMs: number;
   /** The runner's error, when it failed. */
   error?: unknown;
+  /** The batch's results, in item order, when it succeeded. */
+  results?: readonly unknown[];
 }
 
 export interface SubmitOptions<G> {
@@ -507,7 +509,7 @@ export class Scheduler<I, R, G = string> {
       this.running = false;
       this.runningItems = 0;
       for (const u of unwatch) u();
-      const info: BatchInfo<G> = { group: head.group, items: items.length, jobs: segments.length, waitedMs, runMs, ...(outcome.results ? {} : { error: outcome.error }) };
+      const info: BatchInfo<G> = { group: head.group, items: items.length, jobs: segments.length, waitedMs, runMs, ...(outcome.results ? { results: outcome.results } : { error: outcome.error }) };
       for (const fn of this.listeners) {
         try {
           fn(info);

@@ -3,7 +3,7 @@
  * engine's own scheduler merges the routes' prompts (and Chat-REC's, and any other caller's) into
  * batches; the server applies its limits to it.
  */
-import type { Engine, ScoreResult, ScoreStats } from "../engine/engine.js";
+import type { Engine, ItemOutcome as EngineItemOutcome, ScoreGroup as EngineScoreGroup, ScoreResult, ScoreStats } from "../engine/engine.js";
 import type { PromptInput } from "../engine/prompt.js";
 import type { BatchInfo, SchedulerStats } from "../engine/scheduler.js";
 import type { ScoringRule } from "../engine/scoring.js";
@@ -151,7 +151,7 @@ export class ServerState {
     try {
       const { results, stats } = await engine.scoreWithStats(prompts, { adapter: group.adapter, scoring: group.scoring, signal: ac.signal, atomic: options.atomic });
       this.metrics.queueWaitSeconds.observe(stats.queuedMs / 1000);
-      return { outcomes: this.account(group, results, stats), usage: usageOf(results, stats) };
+      return { outcomes: this.account(results, stats), usage: usageOf(results, stats) };
     } catch (err) {
       const code = codeOf(err);
       const reason = code === "queue_full" ? "queue_full" : code === "timeout" ? "timeout" : code === "aborted" ? "disconnected" : null;
@@ -170,8 +170,8 @@ export class ServerState {
     }
   }
 
-  /** A call's results, with each prompt's share of the evaluated tokens; counts them in the metrics. */
-  private account(group: ScoreGroup, results: ScoreResult[], stats: ScoreStats): ItemOutcome[] {
+  /** A call's results, with each prompt's share of the evaluated tokens; counts its failed items. */
+  private account(results: ScoreResult[], stats: ScoreStats): ItemOutcome[] {
     const scoredTokens = stats.promptTokens;
     const decoded = Math.min(stats.decodedTokens, scoredTokens);
     let ok = 0;
@@ -180,19 +180,34 @@ export class ServerState {
       ok++;
       return { result: r, evaluated: scoredTokens > 0 ? (decoded * r.tokens) / scoredTokens : 0 };
     });
-    const m = this.metrics;
-    m.prompts.inc({ adapter: group.adapter ?? "(base)" }, ok);
-    m.promptErrors.inc(results.length - ok);
-    m.promptTokens.inc(scoredTokens);
-    m.tokensEvaluated.inc(decoded);
-    m.tokensSaved.inc(Math.max(0, scoredTokens - decoded));
+    this.metrics.promptErrors.inc(results.length - ok);
     return outcomes;
   }
 
-  private recordBatch(info: BatchInfo<unknown>): void {
-    this.metrics.batchPrompts.observe(info.items);
-    this.metrics.batchRequests.observe(info.jobs);
-    this.metrics.batchSeconds.observe(info.runMs / 1000);
+  /**
+   * A batch of the engine's scheduler, as it finishes: its size, wait and time, and the prompts it
+   * scored (whoever asked: the routes, Chat-REC), with the tokens it evaluated and saved.
+   */
+  private recordBatch(info: BatchInfo<EngineScoreGroup>): void {
+    const m = this.metrics;
+    m.batchPrompts.observe(info.items);
+    m.batchRequests.observe(info.jobs);
+    m.batchSeconds.observe(info.runMs / 1000);
+    if (!info.results) return;
+    let ok = 0;
+    let tokens = 0;
+    let evaluated = 0;
+    for (const o of info.results as readonly EngineItemOutcome[]) {
+      if (o.result.error !== undefined) continue;
+      ok++;
+      tokens += o.result.tokens;
+      evaluated += o.evaluated;
+    }
+    const decoded = Math.min(tokens, Math.round(evaluated));
+    m.prompts.inc({ adapter: info.group.adapters.names.join("+") || "(base)" }, ok);
+    m.promptTokens.inc(tokens);
+    m.tokensEvaluated.inc(decoded);
+    m.tokensSaved.inc(tokens - decoded);
   }
 
   /** Detaches from the engine's scheduler (the server is closing). */
