@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// npm run bench:compare -- --base REV [--bench score|server] [--rounds 3] -- <the bench's own options>
+// npm run bench:compare -- --base REV [--head REV] [--bench score|server] [--rounds 3] -- <the bench's own options>
 //
 // A benchmark of this checkout against an earlier commit, side by side in one run: the commit is
 // checked out into a git worktree (its dist/ compiled there; the addon, node_modules and models/
-// are this checkout's, so only the TypeScript differs), and the two trees' bench/<bench>.mjs run
+// are this checkout's, so only the TypeScript differs; --head REV does the same for the other side,
+// else it is this checkout as it is), and the two trees' bench/<bench>.mjs run
 // one after the other, alternating which goes first, `--rounds` times. The figures compared are
 // each bench's throughput (score: prompts/s per mode; server: prompts/s per client level and its
 // offline engine.score) and the ratios head/base of their medians. Writes JSON to bench/results/.
@@ -21,6 +22,7 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     base: { type: "string" },
+    head: { type: "string" },
     bench: { type: "string", default: "score" },
     rounds: { type: "string", default: "3" },
     data: { type: "string", default: join(root, "..", "shared", "data") },
@@ -31,20 +33,25 @@ if (!["score", "server"].includes(args.bench)) throw new Error(`--bench must be 
 const rounds = Number(args.rounds);
 const git = (...a) => execFileSync("git", a, { cwd: root, encoding: "utf8" }).trim();
 const baseSha = git("rev-parse", "--verify", `${args.base}^{commit}`);
-const headSha = git("rev-parse", "HEAD") + (git("status", "--porcelain", "--untracked-files=no") ? " (with uncommitted changes)" : "");
+const headSha = args.head ? git("rev-parse", "--verify", `${args.head}^{commit}`) : git("rev-parse", "HEAD") + (git("status", "--porcelain", "--untracked-files=no") ? " (with uncommitted changes)" : "");
 
-// the base tree: a worktree with its own dist/, this checkout's addon, packages and models
-const baseDir = join(tmpdir(), `tallrec-base-${baseSha.slice(0, 12)}`);
-if (!existsSync(join(baseDir, "dist", "index.js"))) {
-  rmSync(baseDir, { recursive: true, force: true });
-  git("worktree", "prune");
-  git("worktree", "add", "--detach", baseDir, baseSha);
-  for (const p of ["node_modules", "build", "models"]) if (!existsSync(join(baseDir, p))) symlinkSync(join(root, p), join(baseDir, p));
-  console.log(`[compare] compiling ${baseSha.slice(0, 12)} in ${baseDir}`);
-  execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: baseDir, stdio: "inherit" });
+/** A worktree of `rev` with its own dist/, this checkout's addon, packages and models. */
+function worktree(rev) {
+  const sha = git("rev-parse", "--verify", `${rev}^{commit}`);
+  const dir = join(tmpdir(), `tallrec-base-${sha.slice(0, 12)}`);
+  if (!existsSync(join(dir, "dist", "index.js"))) {
+    rmSync(dir, { recursive: true, force: true });
+    git("worktree", "prune");
+    git("worktree", "add", "--detach", dir, sha);
+    for (const p of ["node_modules", "build", "models"]) if (!existsSync(join(dir, p))) symlinkSync(join(root, p), join(dir, p));
+    console.log(`[compare] compiling ${sha.slice(0, 12)} in ${dir}`);
+    execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: dir, stdio: "inherit" });
+  }
+  return dir;
 }
-
-const trees = { base: baseDir, head: root };
+const baseDir = worktree(baseSha);
+const headDir = args.head ? worktree(args.head) : root;
+const trees = { base: baseDir, head: headDir };
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
 const figures = { base: [], head: [] };
