@@ -43,7 +43,11 @@ function worktree(rev) {
     rmSync(dir, { recursive: true, force: true });
     git("worktree", "prune");
     git("worktree", "add", "--detach", dir, sha);
-    for (const p of ["node_modules", "build", "models"]) if (!existsSync(join(dir, p))) symlinkSync(join(root, p), join(dir, p));
+    // models/ holds a tracked README: replaced by the link, so both trees read the same model files
+    for (const p of ["node_modules", "build", "models"]) {
+      rmSync(join(dir, p), { recursive: true, force: true });
+      symlinkSync(join(root, p), join(dir, p));
+    }
     console.log(`[compare] compiling ${sha.slice(0, 12)} in ${dir}`);
     execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: dir, stdio: "inherit" });
   }
