@@ -74,7 +74,7 @@ it.skipIf(gpuPresent)("the CLI's --gpu cuda exits 1 with the reason when CUDA is
 it("llama.cpp is silent by default and speaks through the verbose callback", async () => {
   const m = await testModels();
   const script = `
-    import { Engine } from ${JSON.stringify(join(repoRoot, "dist", "engine.js"))};
+    import { Engine } from ${JSON.stringify(join(repoRoot, "dist", "engine", "engine.js"))};
     const e = await Engine.load({ model: ${JSON.stringify(m.tiny)}, gpu: "cpu" });
     await e.score([{ instruction: "Q", input: "A" }]);
     await e.close();

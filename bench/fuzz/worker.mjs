@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { rmSync, statSync } from "node:fs";
 
 const dist = new URL("../../dist/", import.meta.url);
-const { Engine } = await import(new URL("engine.js", dist).href);
+const { Engine } = await import(new URL("engine/engine.js", dist).href);
 const { convertPeftLora } = await import(new URL("convert/lora.js", dist).href);
 
 const PROMPTS = [

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { dist, readJson, root, writeJson } from "./common.mjs";
 
 const { Engine } = await import(join(dist, "index.js"));
-const { renderPrompt } = await import(join(dist, "prompt.js"));
+const { renderPrompt } = await import(join(dist, "engine", "prompt.js"));
 const { ensureTestModels } = await import(join(dist, "synth", "index.js"));
 const fixture = (d) => readJson(join(root, "test", "fixtures", "tallrec", d, "test.json"));
 const texts = [renderPrompt(fixture("movie")[7]), renderPrompt(fixture("book")[11]), renderPrompt({ instruction: "Is it?", input: "" })];

@@ -80,10 +80,10 @@ function syntheticTitles(n, seed = 1) {
 /**
  * The workload: `n` TALLRec movie test prompts (TALLRec's own rows from the sample in
  * test/fixtures/tallrec when the checkout has it, else rows rendered from synthetic titles by
- * src/prompt.ts), and a ranking request: the first row's user with `candidates` other movies.
+ * src/engine/prompt.ts), and a ranking request: the first row's user with `candidates` other movies.
  */
 export async function workload(n, candidates) {
-  const { renderPrompt, renderInput, INSTRUCTIONS } = await import(join(dist, "prompt.js"));
+  const { renderPrompt, renderInput, INSTRUCTIONS } = await import(join(dist, "engine", "prompt.js"));
   let rows;
   let source;
   if (existsSync(FIXTURE)) {
@@ -95,7 +95,7 @@ export async function workload(n, candidates) {
       const items = titles.slice(i * 11, i * 11 + 11);
       return { instruction: INSTRUCTIONS.movie, input: renderInput({ domain: "movie", liked: items.slice(0, 7), disliked: items.slice(7, 10), target: items[10] }) };
     });
-    source = "synthetic titles rendered by src/prompt.ts (test/fixtures/tallrec is absent)";
+    source = "synthetic titles rendered by src/engine/prompt.ts (test/fixtures/tallrec is absent)";
   }
   while (rows.length < n) rows.push(rows[rows.length % Math.max(1, rows.length)]);
   // ranking: the first row's history, the targets and history items of the other rows as candidates

@@ -17,7 +17,7 @@ const { values: a } = parseArgs({
 });
 if (!a.dir || !a.reference || !a.out) throw new Error("usage: correctness.mjs --dir WORK --reference reference.json --backend cuda|cpu --out correctness.json");
 const { Engine } = await import(join(dist, "index.js"));
-const { loadBinding } = await import(join(dist, "native.js"));
+const { loadBinding } = await import(join(dist, "engine", "native.js"));
 const mode = a.mode ?? (a.backend === "cuda" ? "gpu" : "cpu");
 const gpu = a.backend === "cuda" ? "cuda" : "cpu";
 const paths = { F32: join(a.dir, "check-f32.gguf"), F16: join(a.dir, "check-f16.gguf"), a: join(a.dir, "check-lora-a.gguf"), b: join(a.dir, "check-lora-b.gguf") };

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes a scoring plan for the standalone harness: N TALLRec prompts tokenized and planned
-// exactly as engine.score plans them (src/plan.ts, the engine's context limits and round size),
+// exactly as engine.score plans them (src/engine/plan.ts, the engine's context limits and round size),
 // plus the engine's own scores of the same prompts (to check the harness's output against).
 //   node bench/gpu/dump-plan.mjs --model M.gguf [--lora A.gguf] --out plan.bin [--prompts 256]
 //        [--domain movie] [--ctx 4096] [--sequences 64] [--no-share] [--no-expected]

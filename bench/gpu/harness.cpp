@@ -1,5 +1,5 @@
 // tallrec-harness: the native scorer without Node. Runs a scoring plan written by
-// bench/gpu/dump-plan.mjs (the same plan src/plan.ts gives the addon) through the same code
+// bench/gpu/dump-plan.mjs (the same plan src/engine/plan.ts gives the addon) through the same code
 // (native/src/scorer.cpp) on CPU or CUDA, and reports throughput.
 //
 //   tallrec-harness --model M.gguf [--lora A.gguf [--scale 1]] --plan plan.bin

@@ -45,8 +45,8 @@ const reps = Number(a.reps);
 const gpu = a.backend === "cuda" ? "cuda" : "cpu";
 const PEAK_DENSE_F16 = 989.4e12;
 const MEASURED_BF16 = 790e12;
-const { planScoring, roundBudget } = await import(join(dist, "plan.js"));
-const { Engine, defaultThreads } = await import(join(dist, "engine.js"));
+const { planScoring, roundBudget } = await import(join(dist, "engine", "plan.js"));
+const { Engine, defaultThreads } = await import(join(dist, "engine", "engine.js"));
 const { openGgufSync, getMetadataNumber } = await import(join(dist, "gguf", "reader.js"));
 const work = readJson(a.prompts);
 
@@ -164,7 +164,7 @@ if (a.part === "headline") {
   }
   await engine.close();
 } else if (a.part === "sweep") {
-  const { loadBinding } = await import(join(dist, "native.js"));
+  const { loadBinding } = await import(join(dist, "engine", "native.js"));
   const { binding, backend, variant } = loadBinding(gpu);
   const t0 = now();
   const model = await binding.Model.load(a.model, { gpuLayers: backend === "cuda" ? -1 : 0, useMmap: true });

@@ -1,6 +1,6 @@
 // Context: KV memory, and the bridge from JS to the batch scorer (scorer.cpp).
 //
-// The scorer runs a plan made in TypeScript (src/plan.ts): a list of steps, each either
+// The scorer runs a plan made in TypeScript (src/engine/plan.ts): a list of steps, each either
 //   DECODE [a, b)  one llama_decode over tokens a..b-1 (token, position, sequence set, output slot)
 //   RM p           drop every cell at position >= p, in all sequences (pop back to a shared prefix)
 //   CLEAR          empty the KV memory

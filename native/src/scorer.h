@@ -1,4 +1,4 @@
-// The batch scorer: runs a plan (made by src/plan.ts) on a llama_context. Free of Node-API, so the
+// The batch scorer: runs a plan (made by src/engine/plan.ts) on a llama_context. Free of Node-API, so the
 // standalone harness (bench/gpu/harness.cpp) runs exactly this code.
 #pragma once
 

@@ -168,7 +168,7 @@ export async function writeMutant(m: Mutant, source: string, dir: string): Promi
  */
 export function rawLlamaScript(model: string, adapter?: string): string {
   const addon = join(repoRoot, "build", "cpu", "Release", "tallrec.node");
-  const plan = join(repoRoot, "dist", "plan.js");
+  const plan = join(repoRoot, "dist", "engine", "plan.js");
   return `
     const b = require(${JSON.stringify(addon)});
     (async () => {
