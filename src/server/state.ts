@@ -12,7 +12,7 @@ import { HttpError } from "./errors.js";
 import type { ServerMetrics } from "./prometheus.js";
 
 /** The engine methods the server uses (an {@link Engine}, or a wrapper with the same behaviour). */
-export type ServerEngine = Pick<Engine, "scoreWithStats" | "scheduler" | "info" | "adapterNames" | "loadAdapter" | "unloadAdapter" | "close"> & Partial<Pick<Engine, "generate" | "embed">>;
+export type ServerEngine = Pick<Engine, "scoreWithStats" | "scheduler" | "info" | "adapterNames" | "loadAdapter" | "unloadAdapter" | "close"> & Partial<Pick<Engine, "generate" | "embed" | "tokenize">>;
 
 /** Which prompts may share an engine batch: same adapter and scoring rule. */
 export interface ScoreGroup {

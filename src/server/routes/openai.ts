@@ -224,9 +224,10 @@ export async function openaiRoutes(fastify: FastifyInstance, { state, chat }: Op
   const conversations = new ConversationIndex();
 
   const genEngine = (): GenEngine => {
-    const engine = state.requireEngine() as unknown as Partial<GenEngine>;
-    if (typeof engine.generate !== "function" || typeof engine.embed !== "function") throw new OpenAIError(501, "this server's engine cannot generate text or embeddings", "server_error", null, "not_supported");
-    return engine as GenEngine;
+    const engine = state.requireEngine();
+    const { generate, embed } = engine;
+    if (typeof generate !== "function" || typeof embed !== "function") throw new OpenAIError(501, "this server's engine cannot generate text or embeddings", "server_error", null, "not_supported");
+    return { generate: generate.bind(engine), embed: embed.bind(engine), tokenize: engine.tokenize?.bind(engine) };
   };
 
   /** The adapter a model id stands for (null: the base model). */
