@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 // npm run bench:peers -- [--model tiny|bench|PATH] [--workload tallrec|rank] [--prompts 100]
-//                        [--candidates 100] [--threads 2] [--reps 3] [--systems a,b,...]
+//                        [--candidates 100] [--threads 2] [--reps 3] [--systems a,b,...] [--load N]
 //
 // tallrec against what a user would pick instead, on the same model, prompts (the same token ids)
 // and threads, in one run, each system in its own process and each in its best honest
 // configuration (see bench/peers/worker.mjs). Prints a table of prompts/s, tokens/s, ratios and
 // peak RSS, and checks that every system produced the same pYes (a comparison of different
-// answers is void).
+// answers is void). --load N starts N CPU-bound processes (busy loops) before the systems run and
+// stops them after, so every system is measured under the same competing load.
 //   workload tallrec: TALLRec movie test prompts with a LoRA adapter
 //   workload rank:    one MovieLens-100K user's history with N candidate movies (Chat-REC's shape)
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +33,7 @@ const { values: a } = parseArgs({
     systems: { type: "string", default: "tallrec,tallrec-noshare,node-llama-cpp,llama-server:on,llama-server:off" },
     data: { type: "string", default: join(root, "..", "shared", "data") },
     tolerance: { type: "string", default: "0.01" },
+    load: { type: "string", default: "0" },
   },
 });
 
@@ -90,6 +92,10 @@ async function main() {
   writeFileSync(promptsFile, JSON.stringify({ prompts }));
 
   const bin = buildLlamaTools(bundleInfo());
+  // the competing load: N busy loops, each a process of its own, for the whole measurement
+  const hogs = Array.from({ length: Number(a.load) }, () => spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+  const stopHogs = () => hogs.forEach((h) => h.kill("SIGKILL"));
+  process.on("exit", stopHogs);
   const results = [];
   for (const spec of a.systems.split(",")) {
     const [system, cache] = spec.split(":");
@@ -105,6 +111,7 @@ async function main() {
     }
   }
   const benchOut = execFileSync(join(bin, "llama-bench"), ["-m", model, "-p", "256", "-n", "0", "-t", String(threads), "-r", "3", "-fa", "0", "-o", "json"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  stopHogs();
   const lb = JSON.parse(benchOut)[0];
   const limit = { tokensPerSecond: lb.avg_ts, stddev: lb.stddev_ts };
 
@@ -135,6 +142,7 @@ async function main() {
     workload: label,
     promptTokens,
     threads,
+    competingProcesses: Number(a.load),
     reps: Number(a.reps),
     results,
     llamaBench: limit,
@@ -143,7 +151,7 @@ async function main() {
   writeFileSync(join(dir, `peers-${a.model.replace(/[^a-z0-9-]/gi, "_")}-${a.workload}.json`), JSON.stringify(report, null, 2) + "\n");
 
   const f = (x, d = 1) => (x === null || x === undefined ? "—" : x.toFixed(d));
-  console.log(`\n${description}, ${label} (${promptTokens} tokens), ${threads} threads, CPU, median of ${a.reps}\n`);
+  console.log(`\n${description}, ${label} (${promptTokens} tokens), ${threads} threads, CPU, median of ${a.reps}${Number(a.load) ? `, beside ${a.load} CPU-bound process(es)` : ""}\n`);
   console.log("| system | prompts/s | prompt tokens/s | peak RSS (MB) | max abs. diff. pYes vs tallrec |");
   console.log("| --- | ---: | ---: | ---: | ---: |");
   for (const r of results) {
