@@ -29,7 +29,7 @@ import { createChatRec } from "../src/chatrec/setup.js";
 import { SessionStore } from "../src/chatrec/session.js";
 import { convertHfModel } from "../src/convert/model.js";
 import { Engine, type ScoreResult } from "../src/engine/engine.js";
-import { loadBinding, type NativeContext, type NativeModel, type NativeRunPlan } from "../src/engine/native.js";
+import { loadBinding, type NativeContext, type NativeModel } from "../src/engine/native.js";
 import { codeOf, ERROR_CODES, EXIT, TallrecError, type ErrorCode } from "../src/errors.js";
 import { rewriteGguf } from "../src/gguf/rewrite.js";
 import { IdIndex, ItemCatalog, ItemKnnRecommender, parseMovieLensRatings } from "../src/recsys/index.js";
@@ -38,6 +38,7 @@ import { writeHfLlamaModel } from "../src/synth/hf.js";
 import { repoRoot, sampleRows, syntheticMovieLens } from "./helpers/data.js";
 import { cliPath, runCli, type ChildRun } from "./helpers/hostile.js";
 import { testModels } from "./helpers/models.js";
+import { onePromptPlan } from "./helpers/plans.js";
 
 const INTERFACES = ["library", "cli", "http"] as const;
 type Interface = (typeof INTERFACES)[number];
@@ -172,23 +173,6 @@ async function nativeContext(): Promise<NativeContext> {
     });
   }
   return native.ctx;
-}
-
-/** A scoring plan of `len` tokens (one sequence): CLEAR, then `steps` (from test/native-errors.test.ts). */
-function plan(len: number, steps: number[]): NativeRunPlan {
-  return {
-    adapters: [],
-    scales: new Float32Array(0),
-    tokens: Int32Array.from({ length: len }, (_, i) => 10 + (i % 50)),
-    pos: Int32Array.from({ length: len }, (_, i) => i),
-    out: Int32Array.from({ length: len }, (_, i) => (i === len - 1 ? 0 : -1)),
-    seqOffsets: Int32Array.from({ length: len + 1 }, (_, i) => i),
-    seqIds: new Int32Array(len),
-    steps: Int32Array.from([2, 0, 0, ...steps]),
-    nOutputs: 1,
-    targets: Int32Array.of(1, 2),
-    lse: false,
-  };
 }
 
 /** A Hugging Face LLaMA folder whose config asks for a rope scaling tallrec does not convert. */
@@ -475,7 +459,7 @@ const CELLS: Record<ErrorCode, Cells> = {
   backend: {
     library: {
       // two decodes of 200 tokens into 256 KV cells: the second finds no slot (test/native-errors.test.ts)
-      throws: async () => (await nativeContext()).run(plan(400, [0, 0, 200, 0, 200, 400])),
+      throws: async () => (await nativeContext()).run(onePromptPlan(400, [0, 0, 200, 0, 200, 400])),
       message: /^llama_decode: no KV cache slot for the batch/,
     },
     cli: gpuPresent
@@ -497,10 +481,10 @@ const CELLS: Record<ErrorCode, Cells> = {
         // a long first call (32 rounds of 200 tokens), seen running before the second is made
         const steps: number[] = [];
         for (let i = 0; i < 32; i++) steps.push(0, 0, 200, 2, 0, 0);
-        const first = ctx.run(plan(200, steps));
+        const first = ctx.run(onePromptPlan(200, steps));
         try {
           await until(() => ctx.info().busy, "the first call to run");
-          return await ctx.run(plan(100, [0, 0, 100]));
+          return await ctx.run(onePromptPlan(100, [0, 0, 100]));
         } finally {
           await first;
         }

@@ -11,9 +11,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { codeOf, isErrorCode, type ErrorCode } from "../src/errors.js";
-import { NATIVE_ERROR_CODES, loadBinding, type NativeBinding, type NativeContext, type NativeModel, type NativeRunPlan } from "../src/engine/native.js";
+import { NATIVE_ERROR_CODES, loadBinding, type NativeBinding, type NativeContext, type NativeModel } from "../src/engine/native.js";
 import { repoRoot } from "./helpers/data.js";
 import { testModels } from "./helpers/models.js";
+import { onePromptPlan } from "./helpers/plans.js";
 
 let b: NativeBinding;
 let m: Awaited<ReturnType<typeof testModels>>;
@@ -54,23 +55,6 @@ async function expectCode(fn: () => unknown, code: ErrorCode, message: string | 
   return err;
 }
 
-/** A scoring plan of `len` tokens (one sequence, positions 0..len-1): CLEAR, then `steps`. */
-function plan(len: number, steps: number[]): NativeRunPlan {
-  return {
-    adapters: [],
-    scales: new Float32Array(0),
-    tokens: Int32Array.from({ length: len }, (_, i) => 10 + (i % 50)),
-    pos: Int32Array.from({ length: len }, (_, i) => i),
-    out: Int32Array.from({ length: len }, (_, i) => (i === len - 1 ? 0 : -1)),
-    seqOffsets: Int32Array.from({ length: len + 1 }, (_, i) => i),
-    seqIds: new Int32Array(len),
-    steps: Int32Array.from([2, 0, 0, ...steps]),
-    nOutputs: 1,
-    targets: Int32Array.of(1, 2),
-    lse: false,
-  };
-}
-
 describe("the codes the addon sets", () => {
   it("are the ones native.ts documents, and every one is in ERROR_CODES", () => {
     const header = readFileSync(join(repoRoot, "native", "src", "log.h"), "utf8");
@@ -97,13 +81,13 @@ describe("invalid_input: arguments of the wrong type or range", () => {
     await expectCode(() => model.tokenize(5 as unknown as string), "invalid_input", "text must be a string", "TypeError");
     await expectCode(() => b.Context.create(model, { flashAttn: "maybe" as "on" }), "invalid_input", 'flashAttn must be "off", "on" or "auto"', "TypeError");
     await expectCode(() => b.Context.create({} as NativeModel), "invalid_input", "model must be a Model", "TypeError");
-    await expectCode(() => ctx.run({ ...plan(4, [0, 0, 4]), tokens: [1, 2, 3, 4] as unknown as Int32Array }), "invalid_input", "tokens must be an Int32Array", "TypeError");
+    await expectCode(() => ctx.run({ ...onePromptPlan(4, [0, 0, 4]), tokens: [1, 2, 3, 4] as unknown as Int32Array }), "invalid_input", "tokens must be an Int32Array", "TypeError");
   });
 
   it("range checks throw a RangeError with code invalid_input", async () => {
     await expectCode(() => b.Context.create(model, { nCtx: 8 }), "invalid_input", "nCtx must be at least 16", "RangeError");
     await expectCode(() => model.detokenize(Int32Array.of(-1)), "invalid_input", /^token id -1 at index 0 is outside the vocabulary \(0\.\.\d+\)$/, "RangeError");
-    await expectCode(() => ctx.run(plan(300, [0, 0, 300])), "invalid_input", "decode step of 300 tokens exceeds nBatch 256", "RangeError");
+    await expectCode(() => ctx.run(onePromptPlan(300, [0, 0, 300])), "invalid_input", "decode step of 300 tokens exceeds nBatch 256", "RangeError");
     await expectCode(() => b.quantize(m.tiny, join(dir, "q.gguf"), "Q9"), "invalid_input", "unknown quantization type Q9", "RangeError");
   });
 
@@ -155,15 +139,15 @@ describe("too_long, backend, busy, aborted: a call on a context", () => {
 
   it("a failed llama_decode is backend", async () => {
     // two decodes of 200 tokens into 256 KV cells: the second finds no slot
-    await expectCode(() => ctx.run(plan(400, [0, 0, 200, 0, 200, 400])), "backend", /^llama_decode: no KV cache slot for the batch/);
+    await expectCode(() => ctx.run(onePromptPlan(400, [0, 0, 200, 0, 200, 400])), "backend", /^llama_decode: no KV cache slot for the batch/);
     // the context still works afterwards
-    const r = await ctx.run(plan(8, [0, 0, 8]));
+    const r = await ctx.run(onePromptPlan(8, [0, 0, 8]));
     expect(Number.isFinite(r.values[0])).toBe(true);
   });
 
   it("overlapping calls on one context are busy", async () => {
-    const first = ctx.run(plan(100, [0, 0, 100]));
-    await expectCode(() => ctx.run(plan(100, [0, 0, 100])), "busy", "the context is busy with another call (calls on one context must not overlap)");
+    const first = ctx.run(onePromptPlan(100, [0, 0, 100]));
+    await expectCode(() => ctx.run(onePromptPlan(100, [0, 0, 100])), "busy", "the context is busy with another call (calls on one context must not overlap)");
     await first;
   });
 
@@ -171,7 +155,7 @@ describe("too_long, backend, busy, aborted: a call on a context", () => {
     // many steps, so that the abort is seen at the next step even if a decode is already running
     const steps: number[] = [];
     for (let i = 0; i < 32; i++) steps.push(0, 0, 200, 2, 0, 0);
-    const running = ctx.run(plan(200, steps));
+    const running = ctx.run(onePromptPlan(200, steps));
     ctx.abort();
     await expectCode(() => running, "aborted", /aborted/);
     expect(ctx.info().busy).toBe(false);
@@ -185,7 +169,7 @@ describe("closed: objects used after dispose()", () => {
     const c = await b.Context.create(mm, { nCtx: 64, nBatch: 64, nSeqMax: 1, threads: 1 });
     c.dispose();
     await expectCode(() => c.info(), "closed", "the context was disposed");
-    await expectCode(() => c.run(plan(4, [0, 0, 4])), "closed", "the context was disposed");
+    await expectCode(() => c.run(onePromptPlan(4, [0, 0, 4])), "closed", "the context was disposed");
     lora.dispose();
     await expectCode(() => lora.meta(), "closed", "the LoRA adapter was disposed");
     mm.dispose();

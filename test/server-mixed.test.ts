@@ -19,8 +19,8 @@ let url: string;
 
 beforeAll(async () => {
   const m = await testModels();
-  // exact mode (F32 weights are not needed for the comparison: the same engine scores both sides;
-  // F32 KV keeps batch composition from moving scores by more than float32 noise)
+  // the exact mode (the tiny model's F32 weights and an F32 KV cache): nothing is rounded to F16, so
+  // what a prompt is batched with moves its scores by float32 rounding only (README: modes)
   engine = await Engine.load({ model: m.tiny, adapters: [{ name: "movie", path: m.loraA }], gpu: "cpu", contextSize: 2048, sequences: 32, kvType: "f32" });
   const chat = await createChatRec({ engine, data: { ml100k: (await syntheticMovieLens()).dir }, recommender: "knn", explain: false });
   app = await buildServer({ engine, chat, closeEngine: false, maxBatch: 16, batchWaitMs: 5, processMetrics: false });

@@ -45,7 +45,7 @@ const reps = Number(a.reps);
 const gpu = a.backend === "cuda" ? "cuda" : "cpu";
 const PEAK_DENSE_F16 = 989.4e12;
 const MEASURED_BF16 = 790e12;
-const { planScoring, roundBudget } = await import(join(dist, "engine", "plan.js"));
+const { plannedTokens, planScoring, roundBudget } = await import(join(dist, "engine", "plan.js"));
 const { Engine, defaultThreads } = await import(join(dist, "engine", "engine.js"));
 const { openGgufSync, getMetadataNumber } = await import(join(dist, "gguf", "reader.js"));
 const work = readJson(a.prompts);
@@ -259,15 +259,9 @@ if (a.part === "headline") {
       const plan = planScoring(prompts, { ...limits, roundCells: round }, { share });
       const runPlan = () =>
         ctx.run({
+          ...plannedTokens(plan),
           adapters: [lora],
           scales: Float32Array.of(1),
-          tokens: plan.tokens,
-          pos: plan.pos,
-          out: plan.out,
-          seqOffsets: plan.seqOffsets,
-          seqIds: plan.seqIds,
-          steps: plan.steps,
-          nOutputs: plan.nOutputs,
           targets: Int32Array.of(8241, 3782) /* LLaMA's Yes / No */,
           lse: false,
         });

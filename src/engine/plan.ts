@@ -43,6 +43,12 @@ export interface PlanOptions {
   resident?: ArrayLike<number>;
 }
 
+/** The part of a plan the native context runs (`context.run`, native/src/scorer.cpp). */
+export function plannedTokens(p: PlannedTokens): PlannedTokens {
+  const { tokens, pos, out, seqOffsets, seqIds, steps, nOutputs } = p;
+  return { tokens, pos, out, seqOffsets, seqIds, steps, nOutputs };
+}
+
 export interface Plan extends PlannedTokens {
   /** Output slot of each prompt (identical prompts share one). */
   outputOf: Int32Array;

@@ -6,7 +6,7 @@
  */
 import { TallrecError, type ErrorCode } from "../errors.js";
 import type { NativeContext, NativeLora } from "./native.js";
-import { planScoring } from "./plan.js";
+import { plannedTokens, planScoring } from "./plan.js";
 import { probabilityYes, type ScoringRule } from "./scoring.js";
 
 /** A scored prompt. */
@@ -77,15 +77,9 @@ export class ScoreCall {
     let out;
     try {
       out = await context.run({
+        ...plannedTokens(plan),
         adapters: adapters.natives,
         scales: Float32Array.from(adapters.scales),
-        tokens: plan.tokens,
-        pos: plan.pos,
-        out: plan.out,
-        seqOffsets: plan.seqOffsets,
-        seqIds: plan.seqIds,
-        steps: plan.steps,
-        nOutputs: plan.nOutputs,
         targets: Int32Array.of(answerTokens.yes, answerTokens.no),
         lse: rule === "tallrec-compat",
       });

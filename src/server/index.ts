@@ -10,5 +10,5 @@ export type { BatchInfo, SchedulerOptions, SchedulerStats, JobResult, SubmitOpti
 export { formatSchemaErrors, HttpError } from "./errors.js";
 export { ServerMetrics } from "./prometheus.js";
 export { resolveInside } from "./routes/adapters.js";
-export { ServerState, usageOf } from "./state.js";
+export { ServerState } from "./state.js";
 export type { ItemOutcome, ScoreGroup, ServerEngine, ServerLimits, ServerStatus, Usage } from "./state.js";

@@ -151,7 +151,7 @@ export class ServerState {
     try {
       const { results, stats } = await engine.scoreWithStats(prompts, { adapter: group.adapter, scoring: group.scoring, signal: ac.signal, atomic: options.atomic });
       this.metrics.queueWaitSeconds.observe(stats.queuedMs / 1000);
-      return { outcomes: this.account(results, stats), usage: usageOf(results, stats) };
+      return this.account(results, stats);
     } catch (err) {
       const code = codeOf(err);
       const reason = code === "queue_full" ? "queue_full" : code === "timeout" ? "timeout" : code === "aborted" ? "disconnected" : null;
@@ -170,18 +170,18 @@ export class ServerState {
     }
   }
 
-  /** A call's results, with each prompt's share of the evaluated tokens; counts its failed items. */
-  private account(results: ScoreResult[], stats: ScoreStats): ItemOutcome[] {
-    const scoredTokens = stats.promptTokens;
-    const decoded = Math.min(stats.decodedTokens, scoredTokens);
+  /** A call's results with each prompt's share of the tokens evaluated, and its usage; counts its failed items. */
+  private account(results: ScoreResult[], stats: ScoreStats): { outcomes: ItemOutcome[]; usage: Usage } {
+    const tokens = stats.promptTokens; // the tokens of the scored prompts
+    const decoded = Math.min(stats.decodedTokens, tokens);
     let ok = 0;
     const outcomes = results.map((r) => {
       if (r.error !== undefined) return { result: r, evaluated: 0 };
       ok++;
-      return { result: r, evaluated: scoredTokens > 0 ? (decoded * r.tokens) / scoredTokens : 0 };
+      return { result: r, evaluated: tokens > 0 ? (decoded * r.tokens) / tokens : 0 };
     });
     this.metrics.promptErrors.inc(results.length - ok);
-    return outcomes;
+    return { outcomes, usage: { prompts: ok, tokens, tokensEvaluated: decoded, tokensSaved: tokens - decoded } };
   }
 
   /**
@@ -215,17 +215,4 @@ export class ServerState {
     this.removeListener?.();
     this.removeListener = null;
   }
-}
-
-/** A request's usage: its prompts and tokens, and the tokens its share of the batches evaluated. */
-export function usageOf(results: readonly ScoreResult[], stats: ScoreStats): Usage {
-  let prompts = 0;
-  let tokens = 0;
-  for (const r of results) {
-    if (r.error !== undefined) continue;
-    prompts++;
-    tokens += r.tokens;
-  }
-  const tokensEvaluated = Math.min(tokens, stats.decodedTokens);
-  return { prompts, tokens, tokensEvaluated, tokensSaved: tokens - tokensEvaluated };
 }
