@@ -352,6 +352,7 @@ export class Engine {
     if (gone !== null) throw new TallrecError("unknown_adapter", `the adapter ${JSON.stringify(gone)} was unloaded while the call was queued`);
     const batch = ++this.batchSeq;
     const outcomes: ItemOutcome[] = new Array(prompts.length);
+    let decodeCalls = 0;
     for (let start = 0; start < prompts.length;) {
       let end = start;
       let sum = 0;
@@ -377,11 +378,10 @@ export class Engine {
         const share = r.error === undefined && scored > 0 ? r.tokens / scored : 0;
         outcomes[start + k] = { result: r, evaluated: out.stats.decodedTokens * share, reused: out.stats.reusedTokens * share, batch, decodeCalls: 0 };
       });
-      outcomes[start].decodeCalls += out.stats.decodeCalls;
+      decodeCalls += out.stats.decodeCalls;
       start = end;
     }
-    const calls = outcomes.reduce((s, o) => s + o.decodeCalls, 0);
-    for (const o of outcomes) o.decodeCalls = calls;
+    for (const o of outcomes) o.decodeCalls = decodeCalls;
     return outcomes;
   }
 
