@@ -398,7 +398,7 @@ describe("health, metrics, docs, auth, request ids", () => {
     }
   });
 
-  it("exposes Prometheus metrics: requests, latency, batches, prompts, tokens, tokens saved, queue", async () => {
+  it("exposes Prometheus metrics: requests, latency, batches, prompts, tokens, tokens saved, queue, threads", async () => {
     const fresh = await buildServer({ engine, defaultAdapter: "a", closeEngine: false, processMetrics: false });
     try {
       const rank = await fresh.inject({ method: "POST", url: "/v1/rank", payload: { ...user, candidates: ["Babe (1995)", "Se7en (1995)", "Heat (1995)"] } });
@@ -426,6 +426,11 @@ describe("health, metrics, docs, auth, request ids", () => {
       expect(usage.tokensSaved).toBeGreaterThan(200);
       expect(value("tallrec_queue_prompts")).toBe(0);
       expect(value('tallrec_rejected_total{reason="queue_full"}')).toBe(0);
+      // the thread governor's gauges read the engine's own state
+      const c = engine.info.context;
+      expect(value("tallrec_decode_threads")).toBe(c.threadsNow);
+      expect(value("tallrec_decode_threads")).toBeGreaterThanOrEqual(1);
+      expect(value("tallrec_other_cores")).toBe(c.otherCores);
     } finally {
       await fresh.close();
     }

@@ -6,6 +6,7 @@
 // Systems:
 //   tallrec           engine.score(all prompts), prefix sharing on
 //   tallrec-noshare   engine.score(all prompts, { share: false })
+//   tallrec-fixed     as tallrec, with adaptThreads off (always --threads threads)
 //   node-llama-cpp    node-llama-cpp 3.21.1 (its prebuilt libraries), one sequence, controlledEvaluate
 //                     with next-token probabilities per prompt (its honest scoring configuration:
 //                     with 4 or 8 sequences in flight it was no faster and mixed up results)
@@ -63,9 +64,9 @@ async function timed(fn) {
   return { seconds, pYes: out };
 }
 
-async function tallrec(share) {
+async function tallrec(share, adaptThreads = true) {
   const { Engine } = await import("../../dist/index.js");
-  const engine = await Engine.load({ model: a.model, adapters: a.lora ? [{ name: "lora", path: a.lora }] : [], gpu: "cpu", threads });
+  const engine = await Engine.load({ model: a.model, adapters: a.lora ? [{ name: "lora", path: a.lora }] : [], gpu: "cpu", threads, adaptThreads });
   const inputs = prompts.map((p) => ({ tokens: p.tokens }));
   let decoded = 0;
   const r = await timed(async () => {
@@ -169,6 +170,7 @@ async function llamaServer() {
 const run = {
   tallrec: () => tallrec(true),
   "tallrec-noshare": () => tallrec(false),
+  "tallrec-fixed": () => tallrec(true, false),
   "node-llama-cpp": nodeLlamaCpp,
   "llama-server": llamaServer,
 }[a.system];

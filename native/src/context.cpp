@@ -89,7 +89,7 @@ std::shared_ptr<ContextHandle> Context::Claim(Napi::Env env) const {
 }
 
 // Context.create(model, { nCtx, nBatch, nUbatch, nSeqMax, threads, threadsBatch, flashAttn,
-//                         embeddings, kvUnified, offloadKqv, kvType }) -> Promise<Context>
+//                         embeddings, kvUnified, offloadKqv, kvType, poll, adaptThreads }) -> Promise<Context>
 Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1) throw InvalidType(env, "model is required");
@@ -120,6 +120,8 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
     p.offload_kqv = BoolOption(o, "offloadKqv", true);
     p.no_perf = true;
     const int64_t poll = IntOption(o, "poll", -1);  // -1: llama.cpp's own per-graph threads
+    // fewer threads while other processes hold cores (threads.h); needs our own threadpool
+    const bool adaptThreads = BoolOption(o, "adaptThreads", false) && poll >= 0;
 
     if (p.n_ctx < 16) throw InvalidRange(env, "nCtx must be at least 16");
     if (p.n_batch < 1 || p.n_ubatch < 1) throw InvalidRange(env, "nBatch and nUbatch must be positive");
@@ -141,6 +143,7 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
             h->nSeqMax = llama_n_seq_max(ctx);
             llama_set_abort_callback(ctx, AbortCallback, h.get());
             if (poll >= 0) AttachThreadpool(*h, p.n_threads, static_cast<int32_t>(poll));
+            h->governor = std::make_unique<ThreadGovernor>(p.n_threads, adaptThreads && h->threadpool != nullptr);
             return h;
         },
         [](Napi::Env env, Result & h) -> Napi::Value {
@@ -210,7 +213,7 @@ Napi::Value Context::Run(const Napi::CallbackInfo & info) {
             BusyGuard busy(h);
             BeginLogCapture();
             ApplyAdapters(*h, plan->adapters, plan->scales);
-            return std::make_shared<ScoreResult>(RunPlan(h->ctx, *plan, &h->abort));
+            return std::make_shared<ScoreResult>(RunPlan(h->ctx, *plan, &h->abort, h->governor.get()));
         },
         [](Napi::Env env, Result & r) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -245,6 +248,11 @@ Napi::Value Context::Info(const Napi::CallbackInfo & info) {
     o.Set("nUbatch", llama_n_ubatch(h->ctx));
     o.Set("nSeqMax", llama_n_seq_max(h->ctx));
     o.Set("busy", h->busy.load());
+    // the governor is the worker's while a call runs; these reads are advisory (plain ints)
+    o.Set("threads", h->governor ? h->governor->Current() : 0);
+    o.Set("maxThreads", h->governor ? h->governor->Max() : 0);
+    o.Set("adaptThreads", h->governor ? h->governor->Adaptive() : false);
+    o.Set("otherCores", h->governor ? h->governor->Others() : -1);
     return o;
 }
 

@@ -2,7 +2,10 @@
 
 #include <atomic>
 
+#include <memory>
+
 #include "common.h"
+#include "threads.h"
 
 namespace tallrec {
 
@@ -11,6 +14,7 @@ struct ContextHandle {
     llama_context * ctx = nullptr;
     ggml_threadpool * threadpool = nullptr;  // CPU threads of this context (freed after ctx)
     void (*freeThreadpool)(ggml_threadpool *) = nullptr;
+    std::unique_ptr<ThreadGovernor> governor;         // threads per decode (used only by the call holding `busy`)
     std::vector<std::shared_ptr<LoraHandle>> active;  // adapters currently set on ctx
     std::vector<float> activeScales;
     std::atomic<bool> busy{false};

@@ -92,6 +92,7 @@ class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> 
                     batch.seq_id[k][0] = 0;
                     batch.logits[k] = i == nPrompt - 1;
                 }
+                PaceThreads(ctx, h_->governor.get());
                 const int32_t rc = llama_decode(ctx, batch);
                 if (rc == 2) throw Failure("aborted", codes::kAborted);
                 if (rc != 0) throw Failure("llama_decode failed on the prompt (code " + std::to_string(rc) + ")");
@@ -157,6 +158,7 @@ class GenerateWorker : public CodedWorker<Napi::AsyncProgressQueueWorker<char>> 
                 batch.n_seq_id[0] = 1;
                 batch.seq_id[0][0] = 0;
                 batch.logits[0] = 1;
+                PaceThreads(ctx, h_->governor.get());
                 const int32_t rc = llama_decode(ctx, batch);
                 if (rc == 2) {
                     stopReason_ = "abort";
@@ -325,6 +327,7 @@ Napi::Value Context::Embed(const Napi::CallbackInfo & info) {
                     j++;
                 }
                 if (j == i) throw CodedFailure(codes::kTooLong, "a text does not fit the context");
+                PaceThreads(ctx, h->governor.get());
                 const int32_t rc = llama_decode(ctx, batch);
                 if (rc != 0) throw Failure("llama_decode failed while embedding (code " + std::to_string(rc) + ")");
                 for (size_t s = i; s < j; s++) {

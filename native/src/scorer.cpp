@@ -59,7 +59,7 @@ std::string ValidatePlan(const ScorePlan & p, int32_t nVocab, uint32_t nSeqMax, 
     return "";
 }
 
-ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atomic<bool> * abort) {
+ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atomic<bool> * abort, ThreadGovernor * governor) {
     ScoreResult res;
     const size_t nt = plan.targets.size();
     res.values.assign(static_cast<size_t>(plan.nOutputs) * nt, NAN);
@@ -99,6 +99,7 @@ ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atom
             batch.n_seq_id = nSeq.data();
             batch.seq_id = seqPtrs.data();
             batch.logits = logits.data();
+            PaceThreads(ctx, governor);
             const int32_t rc = llama_decode(ctx, batch);
             if (rc != 0) throw Failure(DecodeError(rc), rc == 2 ? codes::kAborted : codes::kBackend);
             res.decodeCalls++;

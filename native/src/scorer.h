@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "threads.h"
 
 namespace tallrec {
 
@@ -37,6 +38,7 @@ std::string ValidatePlan(const ScorePlan & plan, int32_t nVocab, uint32_t nSeqMa
 
 // Runs a validated plan; adapters must already be set on ctx. Throws std::runtime_error with
 // llama.cpp's explanation on failure, after emptying the KV memory (nothing stale is reused).
-ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atomic<bool> * abort);
+// With a governor, each decode runs on the threads it chooses (threads.h).
+ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atomic<bool> * abort, ThreadGovernor * governor = nullptr);
 
 }  // namespace tallrec

@@ -27,6 +27,7 @@ export class CliError extends TallrecError {
 
 export interface GlobalOptions {
   threads?: number;
+  fixedThreads?: boolean;
   gpu: GpuMode;
   ctx?: number;
   batch?: number;
@@ -54,6 +55,7 @@ export function positiveIntArg(name: string) {
 export function addGlobalOptions(program: Command): Command {
   return program
     .option("--threads <n>", "CPU threads (default: $TALLREC_THREADS, else all cores)", positiveIntArg("--threads"))
+    .option("--fixed-threads", "always decode on --threads threads (default: fewer while other processes hold cores; Linux)")
     .addOption(new Option("--gpu <mode>", "auto: CUDA when usable, else CPU; cuda; cpu").choices(["auto", "cuda", "cpu"]).default("auto"))
     .option("--ctx <n>", "KV cells of the context (most tokens resident at once)", positiveIntArg("--ctx"))
     .option("--batch <n>", "most tokens per llama_decode call", positiveIntArg("--batch"))
@@ -121,6 +123,7 @@ export async function loadEngine(g: GlobalOptions, m: ModelOptions, extra: Parti
     adapters: loraSpecs(m),
     gpu: g.gpu,
     threads: g.threads,
+    adaptThreads: g.fixedThreads ? false : undefined,
     contextSize: g.ctx,
     batchSize: g.batch,
     sequences: g.sequences,

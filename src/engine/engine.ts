@@ -81,6 +81,12 @@ export interface EngineInfo {
     nUbatch: number;
     nSeqMax: number;
     threads: number;
+    /** Whether decodes follow the cores other processes leave free (see EngineOptions.adaptThreads). */
+    adaptThreads: boolean;
+    /** Threads the last decode used (at most `threads`). */
+    threadsNow: number;
+    /** Cores other processes used lately, as the thread governor measured them (-1: not yet, or not adapting). */
+    otherCores: number;
     roundTokens: number;
     /** KV cache precision: "f32" with F32 weights is the exact mode (see the README's table). */
     kvType: "f16" | "f32";
@@ -151,7 +157,7 @@ export class Engine {
     readonly variant: string,
     readonly fallbackReason: string | undefined,
     readonly answerTokens: { yes: number; no: number },
-    private readonly settings: { threads: number; roundTokens: number; kvType: "f16" | "f32"; flashAttention: boolean; threadPoll: number; generationContextSize: number },
+    private readonly settings: { threads: number; roundTokens: number; kvType: "f16" | "f32"; flashAttention: boolean; threadPoll: number; adaptThreads: boolean; generationContextSize: number },
     defaultAdapter: string | null,
     options: EngineOptions,
   ) {
@@ -197,6 +203,7 @@ export class Engine {
         flashAttn: o.flashAttention ? "on" : "off",
         kvType: o.kvType,
         poll: o.threadPoll,
+        adaptThreads: o.adaptThreads,
       });
       const answerTokens = {
         yes: resolveAnswerToken(model, options.answerTokens?.yes ?? "Yes", "yes"),
@@ -208,7 +215,7 @@ export class Engine {
       const nFf = modelSummary.file.metadata.get(`${modelSummary.architecture}.feed_forward_length`)?.value;
       const roundTokens =
         options.roundTokens ?? roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
-      const settings = { threads: o.threads, roundTokens, kvType: o.kvType, flashAttention: o.flashAttention, threadPoll: o.threadPoll, generationContextSize: o.generationContextSize };
+      const settings = { threads: o.threads, roundTokens, kvType: o.kvType, flashAttention: o.flashAttention, threadPoll: o.threadPoll, adaptThreads: o.adaptThreads, generationContextSize: o.generationContextSize };
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, settings, defaultAdapter, options);
       specs.forEach((a, i) => engine.adapters.add(a, loras[i], adapterSummaries[i]));
       return engine;
@@ -240,7 +247,19 @@ export class Engine {
         targets: a.summary.targets.length,
       })),
       answerTokens: { ...this.answerTokens },
-      context: { nCtx: c.nCtx, nBatch: c.nBatch, nUbatch: c.nUbatch, nSeqMax: c.nSeqMax, threads: s.threads, roundTokens: s.roundTokens, kvType: s.kvType, flashAttention: s.flashAttention },
+      context: {
+        nCtx: c.nCtx,
+        nBatch: c.nBatch,
+        nUbatch: c.nUbatch,
+        nSeqMax: c.nSeqMax,
+        threads: s.threads,
+        adaptThreads: c.adaptThreads,
+        threadsNow: c.threads,
+        otherCores: c.otherCores,
+        roundTokens: s.roundTokens,
+        kvType: s.kvType,
+        flashAttention: s.flashAttention,
+      },
     };
   }
 
@@ -456,7 +475,15 @@ export class Engine {
     options.signal?.throwIfAborted();
     this.generation ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: this.settings.generationContextSize, nBatch: 512, nUbatch: 512, nSeqMax: 1, threads: this.settings.threads, poll: this.settings.threadPoll }),
+      context: this.binding.Context.create(this.native.model, {
+        nCtx: this.settings.generationContextSize,
+        nBatch: 512,
+        nUbatch: 512,
+        nSeqMax: 1,
+        threads: this.settings.threads,
+        poll: this.settings.threadPoll,
+        adaptThreads: this.settings.adaptThreads,
+      }),
     };
     const gen = this.generation;
     const context = await gen.context;
@@ -501,7 +528,16 @@ export class Engine {
     );
     this.embedding ??= {
       lock: new Lock(),
-      context: this.binding.Context.create(this.native.model, { nCtx: 2048, nBatch: 2048, nUbatch: 512, nSeqMax: 32, threads: this.settings.threads, embeddings: true, poll: this.settings.threadPoll }),
+      context: this.binding.Context.create(this.native.model, {
+        nCtx: 2048,
+        nBatch: 2048,
+        nUbatch: 512,
+        nSeqMax: 32,
+        threads: this.settings.threads,
+        embeddings: true,
+        poll: this.settings.threadPoll,
+        adaptThreads: this.settings.adaptThreads,
+      }),
     };
     const emb = this.embedding;
     const context = await emb.context;

@@ -88,6 +88,8 @@ export interface NativeContextOptions {
   kvType?: "f16" | "f32";
   /** CPU threadpool polling level 0..100 (-1: llama.cpp's default per-graph threads). */
   poll?: number;
+  /** Each decode on as many threads as other processes leave cores free (needs poll >= 0; Linux). */
+  adaptThreads?: boolean;
 }
 
 /** The token layout of a scoring call, as plan.ts makes it and native/src/scorer.cpp runs it. */
@@ -151,7 +153,19 @@ export interface NativeContext {
   generate(options: NativeGenerateOptions, onText?: (piece: string) => void): Promise<NativeGenerateResult>;
   embed(texts: Int32Array[]): Promise<Float32Array>;
   abort(): void;
-  info(): { nCtx: number; nBatch: number; nUbatch: number; nSeqMax: number; busy: boolean };
+  info(): {
+    nCtx: number;
+    nBatch: number;
+    nUbatch: number;
+    nSeqMax: number;
+    busy: boolean;
+    /** Threads the last decode used, out of maxThreads. */
+    threads: number;
+    maxThreads: number;
+    adaptThreads: boolean;
+    /** Cores other processes used lately (smoothed), -1 before the first estimate. */
+    otherCores: number;
+  };
   dispose(): void;
 }
 

@@ -62,6 +62,12 @@ export interface EngineOptions {
    * threadpool per graph), which measured 2.7x slower per single-prompt call here.
    */
   threadPoll?: number;
+  /**
+   * Decode on as many of `threads` as other processes leave cores free, measured every quarter
+   * second (default true; Linux only, elsewhere always `threads`). Beside one busy process on 2
+   * cores, 1 thread decodes faster than 2: see BENCHMARKS.md, "Under CPU contention".
+   */
+  adaptThreads?: boolean;
   /** KV cells of the generation context, created on the first generate() (default 2048). */
   generationContextSize?: number;
   /**
@@ -97,6 +103,7 @@ export interface ResolvedOptions {
   kvType: "f16" | "f32";
   flashAttention: boolean;
   threadPoll: number;
+  adaptThreads: boolean;
   generationContextSize: number;
   adapters: AdapterSpec[];
 }
@@ -119,6 +126,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (options.threadPoll !== undefined && (!Number.isInteger(options.threadPoll) || options.threadPoll < -1 || options.threadPoll > 100)) {
     throw bad(`threadPoll must be an integer from -1 to 100, not ${JSON.stringify(options.threadPoll)}`);
   }
+  if (options.adaptThreads !== undefined && typeof options.adaptThreads !== "boolean") throw bad(`adaptThreads must be true or false, not ${JSON.stringify(options.adaptThreads)}`);
   const generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
   const specs = options.adapters ?? [];
   if (!Array.isArray(specs)) throw bad("adapters must be an array of { name, path, scale? }");
@@ -132,5 +140,18 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (options.defaultAdapter !== undefined && options.defaultAdapter !== null && !names.has(options.defaultAdapter)) {
     throw bad(`defaultAdapter ${JSON.stringify(options.defaultAdapter)} is not among the adapters`);
   }
-  return { gpu, nCtx, nBatch, nUbatch, nSeqMax, threads, kvType: options.kvType ?? "f16", flashAttention: options.flashAttention ?? false, threadPoll: options.threadPoll ?? 0, generationContextSize, adapters: specs };
+  return {
+    gpu,
+    nCtx,
+    nBatch,
+    nUbatch,
+    nSeqMax,
+    threads,
+    kvType: options.kvType ?? "f16",
+    flashAttention: options.flashAttention ?? false,
+    threadPoll: options.threadPoll ?? 0,
+    adaptThreads: options.adaptThreads ?? true,
+    generationContextSize,
+    adapters: specs,
+  };
 }

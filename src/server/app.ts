@@ -110,7 +110,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   }
   const limits = resolveLimits(options);
   let state: ServerState | undefined;
-  const metrics = new ServerMetrics(() => state?.queue ?? null, "tallrec_", options.processMetrics ?? true);
+  const cpu = () => {
+    try {
+      return state?.engine?.info.context ?? null;
+    } catch {
+      return null; // closed while shutting down
+    }
+  };
+  const metrics = new ServerMetrics(() => state?.queue ?? null, "tallrec_", options.processMetrics ?? true, cpu);
   state = new ServerState(limits, metrics, options.modelName ?? "", options.defaultAdapter, options.modelsDir ?? null);
   const st = state;
 

@@ -8,6 +8,12 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 
 import type { SchedulerStats } from "../engine/scheduler.js";
 
+/** What the thread gauges read (from `engine.info.context`). */
+export interface CpuThreads {
+  threadsNow: number;
+  otherCores: number;
+}
+
 /** The server's metric objects. */
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -27,8 +33,9 @@ export class ServerMetrics {
   /**
    * @param queue reads the scheduler's state when metrics are collected (queue depth gauges).
    * @param prefix metric name prefix (default "tallrec_").
+   * @param cpu reads the engine's thread governor (threads gauges), null while no engine is loaded.
    */
-  constructor(queue: () => SchedulerStats | null, prefix = "tallrec_", defaultMetrics = true) {
+  constructor(queue: () => SchedulerStats | null, prefix = "tallrec_", defaultMetrics = true, cpu: () => CpuThreads | null = () => null) {
     const registers = [this.registry];
     this.httpRequests = new Counter({ name: `${prefix}http_requests_total`, help: "HTTP requests answered, by method, route and status code", labelNames: ["method", "route", "status_code"], registers });
     this.httpDuration = new Histogram({
@@ -85,6 +92,22 @@ export class ServerMetrics {
       registers,
       collect() {
         this.set(queue()?.runningItems ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${prefix}decode_threads`,
+      help: "CPU threads the last decode used (fewer than configured while other processes hold cores)",
+      registers,
+      collect() {
+        this.set(cpu()?.threadsNow ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${prefix}other_cores`,
+      help: "cores other processes used lately, as the engine's thread governor measured them (-1: not measured)",
+      registers,
+      collect() {
+        this.set(cpu()?.otherCores ?? -1);
       },
     });
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix });
