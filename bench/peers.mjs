@@ -7,7 +7,10 @@
 // configuration (see bench/peers/worker.mjs). Prints a table of prompts/s, tokens/s, ratios and
 // peak RSS, and checks that every system produced the same pYes (a comparison of different
 // answers is void). --load N starts N CPU-bound processes (busy loops) before the systems run and
-// stops them after, so every system is measured under the same competing load.
+// stops them after, so every system is measured under the same competing load. A system named
+// with "/nolora" (e.g. tallrec-noshare/nolora, llama-server:off/nolora) runs without the adapter:
+// its answers are checked against the first such system, and the summary gives each system's
+// LoRA cost (prompts/s with the adapter over without).
 //   workload tallrec: TALLRec movie test prompts with a LoRA adapter
 //   workload rank:    one MovieLens-100K user's history with N candidate movies (Chat-REC's shape)
 import { execFileSync, spawn } from "node:child_process";
@@ -98,9 +101,11 @@ async function main() {
   process.on("exit", stopHogs);
   const results = [];
   for (const spec of a.systems.split(",")) {
-    const [system, cache] = spec.split(":");
+    const [base, variant] = spec.split("/");
+    if (variant !== undefined && variant !== "nolora") throw new Error(`unknown system variant /${variant} in ${spec}`);
+    const [system, cache] = base.split(":");
     const args = [join(root, "bench", "peers", "worker.mjs"), "--system", system, "--model", model, "--prompts", promptsFile, "--threads", String(threads), "--reps", a.reps, "--bin", bin];
-    if (lora) args.push("--lora", lora);
+    if (lora && variant !== "nolora") args.push("--lora", lora);
     if (cache) args.push("--cache", cache);
     process.stderr.write(`running ${spec} ...\n`);
     try {
@@ -115,13 +120,16 @@ async function main() {
   const lb = JSON.parse(benchOut)[0];
   const limit = { tokensPerSecond: lb.avg_ts, stddev: lb.stddev_ts };
 
+  const noLora = (r) => r.name.endsWith("/nolora");
   const refPYes = results.find((r) => r.name === "tallrec" && !r.error)?.pYes;
+  const refNoLora = results.find((r) => noLora(r) && !r.error)?.pYes;
   for (const r of results) {
     if (r.error) continue;
     r.secondsMedian = median(r.seconds);
     r.promptsPerSecond = prompts.length / r.secondsMedian;
     r.promptTokensPerSecond = promptTokens / r.secondsMedian;
-    r.maxPYesDiff = refPYes ? Math.max(...r.pYes.map((p, i) => Math.abs(p - refPYes[i]))) : null;
+    const ref = noLora(r) ? refNoLora : refPYes;
+    r.maxPYesDiff = ref ? Math.max(...r.pYes.map((p, i) => Math.abs(p - ref[i]))) : null;
     r.valid = r.maxPYesDiff !== null && r.maxPYesDiff <= Number(a.tolerance);
     delete r.pYes;
   }
@@ -135,6 +143,7 @@ async function main() {
     noShareDecodedTokensOverLlamaBench: by["tallrec-noshare"]?.promptTokensPerSecond ? by["tallrec-noshare"].promptTokensPerSecond / limit.tokensPerSecond : null,
     sharedEffectiveTokensOverLlamaBench: by.tallrec?.promptTokensPerSecond ? by.tallrec.promptTokensPerSecond / limit.tokensPerSecond : null,
   };
+  for (const r of results) if (noLora(r) && by[r.name.slice(0, -"/nolora".length)]) summary[`loraSpeed ${r.name.slice(0, -"/nolora".length)} (with / without)`] = ratio(r.name.slice(0, -"/nolora".length), r.name);
   const report = {
     date: new Date().toISOString(),
     command: `npm run bench:peers -- ${process.argv.slice(2).join(" ")}`.trim(),
@@ -152,7 +161,7 @@ async function main() {
 
   const f = (x, d = 1) => (x === null || x === undefined ? "—" : x.toFixed(d));
   console.log(`\n${description}, ${label} (${promptTokens} tokens), ${threads} threads, CPU, median of ${a.reps}${Number(a.load) ? `, beside ${a.load} CPU-bound process(es)` : ""}\n`);
-  console.log("| system | prompts/s | prompt tokens/s | peak RSS (MB) | max abs. diff. pYes vs tallrec |");
+  console.log("| system | prompts/s | prompt tokens/s | peak RSS (MB) | max abs. diff. pYes vs tallrec (/nolora: vs the first /nolora) |");
   console.log("| --- | ---: | ---: | ---: | ---: |");
   for (const r of results) {
     if (r.error) console.log(`| ${r.name} | failed: ${r.error} | | | |`);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 
-import { planScoring, roundBudget, type PlanLimits } from "../src/engine/plan.js";
+import { planStreams, type StreamLimits } from "../src/engine/plan-streams.js";
+import { planScoring, roundBudget, STEP_DECODE, type PlanLimits } from "../src/engine/plan.js";
 import { KvSimulator } from "./helpers/kvsim.js";
 
 /** Deterministic PRNG for generated prompt sets. */
@@ -142,5 +143,92 @@ describe("planScoring", () => {
   it("rejects prompts the context cannot hold", () => {
     expect(() => planScoring([new Int32Array(65)], limits)).toThrow(/65 tokens/);
     expect(() => planScoring([new Int32Array(0)], limits)).toThrow(/0 tokens/);
+  });
+});
+
+describe("planStreams (the streams KV layout)", () => {
+  function checkStreams(
+    prompts: Int32Array[],
+    limits: StreamLimits,
+    share: boolean,
+    sim = new KvSimulator({ nCtx: limits.streams * limits.streamCells, nBatch: limits.nBatch, nSeqMax: limits.streams }, limits.streamCells),
+  ) {
+    const plan = planStreams(prompts, limits, { share, resident: sim.residentStream0() });
+    const contexts = sim.run(plan);
+    prompts.forEach((p, i) => expect(contexts[plan.outputOf[i]], `prompt ${i}`).toBe(Array.from(p).join(",")));
+    expect(Array.from(plan.residentAfter)).toEqual(sim.residentStream0());
+    return { plan, sim };
+  }
+  /** Tokens per sequence in each decode step. */
+  function perSeqCounts(plan: ReturnType<typeof planStreams>): Array<Map<number, number>> {
+    const out: Array<Map<number, number>> = [];
+    for (let s = 0; s < plan.steps.length; s += 3) {
+      if (plan.steps[s] !== STEP_DECODE) continue;
+      const m = new Map<number, number>();
+      for (let i = plan.steps[s + 1]; i < plan.steps[s + 2]; i++) m.set(plan.seqIds[plan.seqOffsets[i]], (m.get(plan.seqIds[plan.seqOffsets[i]]) ?? 0) + 1);
+      out.push(m);
+    }
+    return out;
+  }
+
+  it("gives every prompt exactly its own context in its own stream, with and without sharing, across seeds and limits", () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      const prompts = promptSet(seed, 1 + (seed % 5), 1 + (seed % 7), { dupes: seed % 3 === 0, prefixOfOther: seed % 4 === 0 });
+      for (const l of [
+        { streams: 4, streamCells: 32, nBatch: 64 },
+        { streams: 1, streamCells: 24, nBatch: 8 },
+        { streams: 8, streamCells: 40, nBatch: 7 },
+        { streams: 3, streamCells: 24, nBatch: 100 },
+      ]) {
+        checkStreams(prompts, l, true);
+        checkStreams(prompts, l, false);
+      }
+    }
+  });
+
+  it("decodes the prompts' common prefix once and copies it to the other streams (ranking's shape)", () => {
+    const prompts = promptSet(7, 1, 40);
+    const { plan, sim } = checkStreams(prompts, { streams: 8, streamCells: 64, nBatch: 512 }, true);
+    let h = 0;
+    while (prompts.every((p) => p[h] === prompts[0][h]) && h < Math.min(...prompts.map((p) => p.length)) - 1) h++;
+    expect(plan.residentAfter.length).toBe(h);
+    expect(sim.copies).toBe(7);
+    // each suffix padded to its round's longest: header once + suffixes
+    const suffixes = prompts.map((p) => p.length - h);
+    expect(plan.stats.decodedTokens).toBeGreaterThanOrEqual(h + suffixes.reduce((s, n) => s + n, 0));
+    expect(plan.stats.decodedTokens).toBeLessThanOrEqual(h + 40 * Math.max(...suffixes));
+    const plain = checkStreams(prompts, { streams: 8, streamCells: 64, nBatch: 512 }, false).plan;
+    // without sharing: every token, plus each round's padding (rounds of 8, longest first)
+    const lengths = prompts.map((p) => p.length).sort((x, y) => y - x);
+    let padding = 0;
+    for (let i = 0; i < lengths.length; i += 8) for (const n of lengths.slice(i, i + 8)) padding += lengths[i] - n;
+    expect(plain.stats.decodedTokens).toBe(prompts.reduce((s, p) => s + p.length, 0) + padding);
+  });
+
+  it("keeps micro-batches full: every sequence of a decode gets the same number of tokens (longest first, padded after the scored token)", () => {
+    const r = rng(5);
+    const prompts = Array.from({ length: 37 }, () => Int32Array.from([1, 9, 9, 9, ...Array.from({ length: 3 + Math.floor(r() * 20) }, () => 3 + Math.floor(r() * 20))]));
+    for (const share of [true, false]) {
+      const { plan } = checkStreams(prompts, { streams: 8, streamCells: 64, nBatch: 512 }, share);
+      for (const m of perSeqCounts(plan)) if (m.size > 1) expect(new Set(m.values()).size, JSON.stringify([...m])).toBe(1);
+    }
+  });
+
+  it("reuses the header a previous call left in stream 0, and drops what no longer matches", () => {
+    const prompts = promptSet(3, 1, 10);
+    const limits = { streams: 4, streamCells: 48, nBatch: 256 };
+    const first = checkStreams(prompts, limits, true);
+    const h = first.plan.residentAfter.length;
+    expect(h).toBeGreaterThan(0);
+    const again = checkStreams(prompts, limits, true, first.sim);
+    expect(again.plan.stats.reusedTokens).toBe(h);
+    expect(again.plan.stats.decodedTokens).toBe(first.plan.stats.decodedTokens - h);
+    const other = promptSet(4, 1, 5); // another header after the BOS
+    const third = checkStreams(other, limits, true, again.sim);
+    expect(third.plan.stats.reusedTokens).toBeLessThan(h);
+  });
+
+  it("rejects a prompt longer than a stream", () => {
+    expect(() => planStreams([new Int32Array(33).fill(5)], { streams: 2, streamCells: 32, nBatch: 64 })).toThrow(/33 tokens; a stream holds 1..32/);
   });
 });

@@ -42,6 +42,7 @@ export const UNIT_TESTS = [
 /** Load the addon or node-llama-cpp's llama.cpp, or run the built CLI / bench scripts over dist/ (npm test's pretest builds it). */
 export const ADDON_TESTS = [
   "test/threads.test.ts", // Engine, the thread governor, competing processes
+  "test/kv-layout.test.ts", // Engine, the streams KV layout
   "test/backend.test.ts", // Engine.load, backend selection
   "test/chatrec-cli.test.ts", // dist/ CLI, Engine
   "test/chatrec-engine.test.ts", // Engine

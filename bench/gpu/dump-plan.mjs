@@ -38,6 +38,7 @@ const engine = await Engine.load({
   contextSize: Number(a.ctx),
   sequences: Number(a.sequences),
   roundTokens: a["round-tokens"] ? Number(a["round-tokens"]) : undefined,
+  kvLayout: "unified", // the plan below is the unified layout's, and the harness's context is unified
 });
 const info = engine.info;
 const prompts = rows.map((r) => engine.tokenize(renderPrompt(r)));

@@ -72,6 +72,15 @@ res.targets = {
   rankingVsNoSharing: headline?.rankingSharingSpeedup ? { target: 5, measured: headline.rankingSharingSpeedup } : null,
   scoresWithinBounds: correctness ? correctness.ok : null,
 };
+// the KV layouts and flash attention side by side (the sweep's default-round runs), pairs/s
+const sw = (layout, fa, w, share) =>
+  sweep?.runs?.find((r) => r.kvLayout === layout && r.flashAttention === fa && r.workload === w && r.share === share && r.ubatch === 512 && (layout === "streams" || r.roundTokens === sweep.defaultRoundTokens))
+    ?.pairsPerSecond ?? null;
+res.kvLayouts = [
+  ["independent", true],
+  ["independent", false],
+  ["ranking", true],
+].map(([w, share]) => ({ workload: w, share, unified: sw("unified", false, w, share), streams: sw("streams", false, w, share), unifiedFlash: sw("unified", true, w, share), streamsFlash: sw("streams", true, w, share) }));
 writeJson(join(a.out, "results.json"), res);
 
 // summary
@@ -87,4 +96,6 @@ for (const p of peers?.peers ?? []) console.log(`${p.system.padEnd(92)} ${f(p.pa
 if (peers?.skipped) console.log(`peers: ${peers.skipped}`);
 if (peers?.selftest) console.log(`peers self-test (GGUF -> Hugging Face conversion): ${peers.selftest.ok ? "ok" : "FAILED"}`);
 for (const e of peers?.errors ?? []) console.log(`peers ${e.stage}: ${e.error}`);
+for (const k of res.kvLayouts)
+  console.log(`KV layouts, ${k.workload}, sharing ${k.share ? "on" : "off"} (pairs/s): unified ${f(k.unified)}, streams ${f(k.streams)}, unified+FA ${f(k.unifiedFlash)}, streams+FA ${f(k.streamsFlash)}`);
 console.log(`targets: ${JSON.stringify(res.targets)}`);

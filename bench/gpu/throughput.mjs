@@ -46,6 +46,7 @@ const gpu = a.backend === "cuda" ? "cuda" : "cpu";
 const PEAK_DENSE_F16 = 989.4e12;
 const MEASURED_BF16 = 790e12;
 const { plannedTokens, planScoring, roundBudget } = await import(join(dist, "engine", "plan.js"));
+const { planStreams } = await import(join(dist, "engine", "plan-streams.js"));
 const { Engine, defaultThreads } = await import(join(dist, "engine", "engine.js"));
 const { openGgufSync, getMetadataNumber } = await import(join(dist, "gguf", "reader.js"));
 const work = readJson(a.prompts);
@@ -77,7 +78,9 @@ const flopsModel = {
 function usefulFlops(plan, nPrompts) {
   let attn = 0;
   for (let i = 0; i < plan.tokens.length; i++) attn += plan.pos[i] + 1;
-  return plan.tokens.length * flopsModel.perEvaluatedToken + attn * flopsModel.attentionPerTokenAndPosition + nPrompts * flopsModel.headPerPrompt;
+  // the streams layout's padding is not useful work (its attention is left in: a slight overcount)
+  const useful = plan.tokens.length - (plan.stats.paddingTokens ?? 0);
+  return useful * flopsModel.perEvaluatedToken + attn * flopsModel.attentionPerTokenAndPosition + nPrompts * flopsModel.headPerPrompt;
 }
 
 function figures(nPrompts, promptTokens, decoded, seconds, flops) {
@@ -179,12 +182,47 @@ if (a.part === "headline") {
   const nCtx = 4096;
   const def = roundBudget(shape, nCtx);
   const threads = defaultThreads();
-  // contexts (flash attention, micro-batch) and, in each, the runs (workload, sharing, round size)
-  // most informative first (the deadline cuts the tail): the headline already has the defaults
+  // contexts (KV layout, flash attention, micro-batch) and, in each, the runs (workload, sharing,
+  // round size; a streams context has no rounds to size: its round is its streams), most
+  // informative first (the deadline cuts the tail): the headline already has the defaults. Both
+  // layouts with flash attention off and on, so one GPU run measures them side by side (the cost
+  // model's CUDA constant, src/engine/cost.ts, comes from the first two).
+  const STREAMS = 8;
   const matrix =
     mode === "gpu"
       ? [
           {
+            layout: "unified",
+            fa: false,
+            ub: 512,
+            runs: [
+              ["independent", true, def],
+              ["independent", false, def],
+              ["ranking", true, def],
+            ],
+          },
+          {
+            layout: "streams",
+            fa: false,
+            ub: 512,
+            runs: [
+              ["independent", true, 0],
+              ["independent", false, 0],
+              ["ranking", true, 0],
+            ],
+          },
+          {
+            layout: "streams",
+            fa: true,
+            ub: 512,
+            runs: [
+              ["independent", true, 0],
+              ["independent", false, 0],
+              ["ranking", true, 0],
+            ],
+          },
+          {
+            layout: "unified",
             fa: true,
             ub: 512,
             runs: [
@@ -194,6 +232,7 @@ if (a.part === "headline") {
             ],
           },
           {
+            layout: "unified",
             fa: true,
             ub: 2048,
             runs: [
@@ -202,39 +241,48 @@ if (a.part === "headline") {
             ],
           },
           {
-            fa: false,
-            ub: 2048,
-            runs: [
-              ["independent", true, def],
-              ["independent", false, def],
-            ],
-          },
-          {
+            layout: "unified",
             fa: false,
             ub: 512,
             runs: [
               ["independent", true, 1024],
               ["independent", true, 4096],
-              ["independent", true, def],
-              ["independent", false, def],
-              ["ranking", true, def],
               ["ranking", false, def],
             ],
           },
         ]
       : [
           {
+            layout: "unified",
             fa: false,
             ub: 512,
             runs: [
               ["independent", true, def],
               ["independent", false, def],
-              ["independent", true, 1024],
               ["ranking", true, def],
-              ["ranking", false, def],
             ],
           },
           {
+            layout: "streams",
+            fa: false,
+            ub: 512,
+            runs: [
+              ["independent", true, 0],
+              ["independent", false, 0],
+              ["ranking", true, 0],
+            ],
+          },
+          {
+            layout: "streams",
+            fa: true,
+            ub: 512,
+            runs: [
+              ["independent", true, 0],
+              ["independent", false, 0],
+            ],
+          },
+          {
+            layout: "unified",
             fa: true,
             ub: 512,
             runs: [
@@ -246,17 +294,34 @@ if (a.part === "headline") {
   res.defaultRoundTokens = def;
   let lastSeconds = 0;
   for (const c of matrix) {
+    const streams = c.layout === "streams";
     const limits = { nCtx, nBatch: nCtx, nSeqMax: 64 };
-    const ctx = await binding.Context.create(model, { nCtx, nBatch: nCtx, nUbatch: c.ub, nSeqMax: 64, threads, threadsBatch: threads, flashAttn: c.fa ? "on" : "off", kvType: "f16", poll: 0 });
+    const ctx = await binding.Context.create(model, {
+      nCtx,
+      nBatch: nCtx,
+      nUbatch: c.ub,
+      nSeqMax: streams ? STREAMS : 64,
+      kvUnified: !streams,
+      threads,
+      threadsBatch: threads,
+      flashAttn: c.fa ? "on" : "off",
+      kvType: "f16",
+      poll: 0,
+    });
+    const streamCells = ctx.info().nCtxSeq;
     let warmed = false;
     for (const [workload, share, round] of c.runs) {
-      const label = `${workload}, sharing ${share ? "on" : "off"}, round ${round} cells, flash attention ${c.fa ? "on" : "off"}, ubatch ${c.ub}`;
+      const label = `${workload}, sharing ${share ? "on" : "off"}, ${streams ? `${STREAMS} KV streams of ${streamCells} cells` : `unified KV, round ${round} cells`}, flash attention ${c.fa ? "on" : "off"}, ubatch ${c.ub}`;
       if (left() < Math.max(20, 3 * lastSeconds)) {
         res.skipped.push(`${label}: out of time`);
         continue;
       }
       const prompts = workload === "independent" ? independent : ranking;
-      const plan = planScoring(prompts, { ...limits, roundCells: round }, { share });
+      if (streams && prompts.some((p) => p.length > streamCells)) {
+        res.skipped.push(`${label}: a prompt is longer than a stream`);
+        continue;
+      }
+      const plan = streams ? planStreams(prompts, { streams: STREAMS, streamCells, nBatch: nCtx }, { share }) : planScoring(prompts, { ...limits, roundCells: round }, { share });
       const runPlan = () =>
         ctx.run({
           ...plannedTokens(plan),
@@ -281,7 +346,8 @@ if (a.part === "headline") {
         label,
         workload,
         share,
-        roundTokens: round,
+        kvLayout: c.layout,
+        roundTokens: streams ? null : round,
         flashAttention: c.fa,
         ubatch: c.ub,
         ...figures(prompts.length, plan.stats.promptTokens, plan.stats.decodedTokens, median(secs), usefulFlops(plan, prompts.length)),

@@ -7,6 +7,10 @@
 //   tallrec           engine.score(all prompts), prefix sharing on
 //   tallrec-noshare   engine.score(all prompts, { share: false })
 //   tallrec-fixed     as tallrec, with adaptThreads off (always --threads threads)
+//   tallrec-streams, tallrec-streams-noshare, tallrec-auto, tallrec-auto-noshare
+//                     as tallrec / tallrec-noshare with kvLayout "streams" (or "auto"); tallrec-unified
+//                     and tallrec-unified-noshare force "unified"; tallrec and tallrec-noshare use the
+//                     default ("auto"). A tallrec system named with "+fa" runs with flash attention.
 //   node-llama-cpp    node-llama-cpp 3.21.1 (its prebuilt libraries), one sequence, controlledEvaluate
 //                     with next-token probabilities per prompt (its honest scoring configuration:
 //                     with 4 or 8 sequences in flight it was no faster and mixed up results)
@@ -32,6 +36,7 @@ const { values: a } = parseArgs({
   },
 });
 const threads = Number(a.threads);
+const [systemName, ...flags] = a.system.split("+");
 const reps = Number(a.reps);
 /** { tokens: number[] }[] — token ids with BOS, shared by every system */
 const prompts = JSON.parse(readFileSync(a.prompts, "utf8")).prompts;
@@ -64,9 +69,10 @@ async function timed(fn) {
   return { seconds, pYes: out };
 }
 
-async function tallrec(share, adaptThreads = true) {
+async function tallrec(share, adaptThreads = true, kvLayout = undefined) {
   const { Engine } = await import("../../dist/index.js");
-  const engine = await Engine.load({ model: a.model, adapters: a.lora ? [{ name: "lora", path: a.lora }] : [], gpu: "cpu", threads, adaptThreads });
+  const flashAttention = flags.includes("fa");
+  const engine = await Engine.load({ model: a.model, adapters: a.lora ? [{ name: "lora", path: a.lora }] : [], gpu: "cpu", threads, adaptThreads, kvLayout, flashAttention });
   const inputs = prompts.map((p) => ({ tokens: p.tokens }));
   let decoded = 0;
   const r = await timed(async () => {
@@ -171,9 +177,15 @@ const run = {
   tallrec: () => tallrec(true),
   "tallrec-noshare": () => tallrec(false),
   "tallrec-fixed": () => tallrec(true, false),
+  "tallrec-streams": () => tallrec(true, true, "streams"),
+  "tallrec-streams-noshare": () => tallrec(false, true, "streams"),
+  "tallrec-auto": () => tallrec(true, true, "auto"),
+  "tallrec-auto-noshare": () => tallrec(false, true, "auto"),
+  "tallrec-unified": () => tallrec(true, true, "unified"),
+  "tallrec-unified-noshare": () => tallrec(false, true, "unified"),
   "node-llama-cpp": nodeLlamaCpp,
   "llama-server": llamaServer,
-}[a.system];
+}[systemName];
 if (!run) throw new Error(`unknown system ${a.system}`);
 const result = await run();
 process.stdout.write(JSON.stringify({ system: a.system, cache: a.system === "llama-server" ? a.cache : undefined, ...result }) + "\n");

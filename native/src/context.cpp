@@ -4,6 +4,7 @@
 //   DECODE [a, b)  one llama_decode over tokens a..b-1 (token, position, sequence set, output slot)
 //   RM p           drop every cell at position >= p, in all sequences (pop back to a shared prefix)
 //   CLEAR          empty the KV memory
+//   COPY a b       sequence a's cells into sequence b (the streams layout, src/engine/plan-streams.ts)
 // Logits are requested only at the tokens that carry an output slot, and only the requested token
 // ids (plus, optionally, the log-sum-exp of the whole row) are copied out.
 #include "context.h"
@@ -141,6 +142,7 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
             h->ctx = ctx;
             h->nBatch = llama_n_batch(ctx);
             h->nSeqMax = llama_n_seq_max(ctx);
+            h->kvUnified = p.kv_unified;
             llama_set_abort_callback(ctx, AbortCallback, h.get());
             if (poll >= 0) AttachThreadpool(*h, p.n_threads, static_cast<int32_t>(poll));
             h->governor = std::make_unique<ThreadGovernor>(p.n_threads, adaptThreads && h->threadpool != nullptr);
@@ -247,6 +249,8 @@ Napi::Value Context::Info(const Napi::CallbackInfo & info) {
     o.Set("nBatch", llama_n_batch(h->ctx));
     o.Set("nUbatch", llama_n_ubatch(h->ctx));
     o.Set("nSeqMax", llama_n_seq_max(h->ctx));
+    o.Set("nCtxSeq", llama_n_ctx_seq(h->ctx));
+    o.Set("kvUnified", h->kvUnified);
     o.Set("busy", h->busy.load());
     // the governor is the worker's while a call runs; these reads are advisory (plain ints)
     o.Set("threads", h->governor ? h->governor->Current() : 0);

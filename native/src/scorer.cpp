@@ -52,6 +52,9 @@ std::string ValidatePlan(const ScorePlan & p, int32_t nVocab, uint32_t nSeqMax, 
             if (a < 0 || b <= a || static_cast<size_t>(b) > n) return "decode step range out of bounds";
             if (static_cast<uint32_t>(b - a) > nBatch)
                 return "decode step of " + std::to_string(b - a) + " tokens exceeds nBatch " + std::to_string(nBatch);
+        } else if (kind == kCopy) {
+            if (a < 0 || b < 0 || static_cast<uint32_t>(a) >= nSeqMax || static_cast<uint32_t>(b) >= nSeqMax || a == b)
+                return "copy step needs two different sequence ids in 0.." + std::to_string(nSeqMax - 1);
         } else if (kind != kRemoveFrom && kind != kClear) {
             return "unknown step kind " + std::to_string(kind);
         }
@@ -79,6 +82,10 @@ ScoreResult RunPlan(llama_context * ctx, const ScorePlan & plan, const std::atom
             }
             if (kind == kRemoveFrom) {
                 llama_memory_seq_rm(mem, -1, a, -1);
+                continue;
+            }
+            if (kind == kCopy) {
+                llama_memory_seq_cp(mem, a, b, -1, -1);
                 continue;
             }
             // batch -> decode -> logits, as in llama.cpp's examples/batched

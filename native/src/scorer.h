@@ -17,6 +17,7 @@ enum StepKind : int32_t {
     kDecode = 0,      // one llama_decode over tokens [a, b)
     kRemoveFrom = 1,  // drop every cell at position >= a, in all sequences
     kClear = 2,       // empty the KV memory
+    kCopy = 3,        // sequence a's cells into sequence b (across KV streams: the whole stream, at the next decode)
 };
 
 struct ScorePlan {

@@ -19,10 +19,13 @@ constexpr auto kWindow = std::chrono::milliseconds(250);
 
 }  // namespace
 
-ThreadGovernor::ThreadGovernor(int32_t maxThreads, bool adapt)
-    : max_(std::max(1, maxThreads)), adapt_(adapt), current_(std::max(1, maxThreads)) {
+LoadMonitor & LoadMonitor::Instance() {
+    static LoadMonitor monitor;  // never destroyed before the contexts that use it: a function-local static outlives them
+    return monitor;
+}
+
+LoadMonitor::LoadMonitor() {
 #if defined(__linux__)
-    if (!adapt_ || max_ < 2) return;
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
@@ -31,16 +34,9 @@ ThreadGovernor::ThreadGovernor(int32_t maxThreads, bool adapt)
     Sample s;
     if (!Read(s)) cpus_.clear();
 #endif
-    if (cpus_.empty()) adapt_ = false;
 }
 
-int32_t ThreadGovernor::Choose(int32_t maxThreads, int32_t cores, double others) {
-    const double free = static_cast<double>(cores) - std::max(0.0, others);
-    const auto n = static_cast<int32_t>(std::floor(free + 0.5));
-    return std::clamp(n, 1, std::max(1, maxThreads));
-}
-
-bool ThreadGovernor::Read(Sample & s) const {
+bool LoadMonitor::Read(Sample & s) const {
 #if defined(__linux__)
     s.at = std::chrono::steady_clock::now();
     rusage ru{};
@@ -73,12 +69,14 @@ bool ThreadGovernor::Read(Sample & s) const {
 #endif
 }
 
-int32_t ThreadGovernor::Next() {
-    if (!adapt_) return max_;
+double LoadMonitor::Update() {
+    if (cpus_.empty()) return -1;
+    std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return Others();  // another context is sampling right now
     const auto now = std::chrono::steady_clock::now();
-    if (haveLast_ && now - last_.at < kWindow) return Current();
+    if (haveLast_ && now - last_.at < kWindow) return Others();
     Sample s;
-    if (!Read(s)) return Current();
+    if (!Read(s)) return Others();
     if (haveLast_ && s.total > last_.total) {
         const double wall = std::chrono::duration<double>(s.at - last_.at).count();
         const double busyCores =
@@ -86,12 +84,32 @@ int32_t ThreadGovernor::Next() {
         const double mine = (s.self - last_.self) / wall;
         const double others = std::max(0.0, busyCores - mine);
         const double prev = others_.load(std::memory_order_relaxed);
-        const double smoothed = prev < 0 ? others : 0.5 * prev + 0.5 * others;
-        others_.store(smoothed, std::memory_order_relaxed);
-        current_.store(Choose(max_, static_cast<int32_t>(cpus_.size()), smoothed), std::memory_order_relaxed);
+        others_.store(prev < 0 ? others : 0.5 * prev + 0.5 * others, std::memory_order_relaxed);
     }
     last_ = s;
     haveLast_ = true;
+    return Others();
+}
+
+ThreadGovernor::ThreadGovernor(int32_t maxThreads, bool adapt)
+    : max_(std::max(1, maxThreads)), adapt_(adapt && maxThreads >= 2 && LoadMonitor::Instance().Available()) {}
+
+int32_t ThreadGovernor::Choose(int32_t maxThreads, int32_t cores, double others) {
+    const double free = static_cast<double>(cores) - std::max(0.0, others);
+    const auto n = static_cast<int32_t>(std::floor(free + 0.5));
+    return std::clamp(n, 1, std::max(1, maxThreads));
+}
+
+int32_t ThreadGovernor::Current() const {
+    if (!adapt_) return max_;
+    const LoadMonitor & m = LoadMonitor::Instance();
+    const double others = m.Others();
+    return others < 0 ? max_ : Choose(max_, m.Cores(), others);
+}
+
+int32_t ThreadGovernor::Next() {
+    if (!adapt_) return max_;
+    LoadMonitor::Instance().Update();
     return Current();
 }
 

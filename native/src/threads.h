@@ -13,30 +13,26 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "llama.h"
 
 namespace tallrec {
 
-class ThreadGovernor {
+// Other processes' CPU use on the cores this process may run on, measured at most every quarter
+// second; one per process (every context's governor reads it), thread-safe.
+class LoadMonitor {
   public:
-    // maxThreads: the configured threads (the threadpool's size). adapt false: always maxThreads.
-    ThreadGovernor(int32_t maxThreads, bool adapt);
-
-    // Threads for the next decode (samples the load when the last sample is old enough).
-    int32_t Next();
-
-    int32_t Current() const { return current_.load(std::memory_order_relaxed); }
-    int32_t Max() const { return max_; }
-    bool Adaptive() const { return adapt_; }
-    // Other processes' CPU use on our cores, in cores (smoothed); -1 before the first estimate.
+    static LoadMonitor & Instance();
+    // Samples when the last sample is old enough; returns the smoothed estimate (-1: none yet).
+    double Update();
     double Others() const { return others_.load(std::memory_order_relaxed); }
-
-    // The rule, exposed for tests: threads for `cores` usable cores of which `others` are busy.
-    static int32_t Choose(int32_t maxThreads, int32_t cores, double others);
+    int32_t Cores() const { return static_cast<int32_t>(cpus_.size()); }
+    bool Available() const { return !cpus_.empty(); }
 
   private:
+    LoadMonitor();
     struct Sample {
         std::chrono::steady_clock::time_point at;
         uint64_t busy = 0, total = 0;  // jiffies over our cores
@@ -44,13 +40,34 @@ class ThreadGovernor {
     };
     bool Read(Sample & s) const;
 
-    int32_t max_;
-    bool adapt_;
-    std::atomic<int32_t> current_;  // atomics: Context.info() reads them from the JS thread
-    std::atomic<double> others_{-1};
-    std::vector<int> cpus_;  // the cores we may run on (empty: not adaptive)
+    std::vector<int> cpus_;  // the cores we may run on, ascending (empty: no /proc/stat)
+    std::mutex mu_;
     Sample last_{};
     bool haveLast_ = false;
+    std::atomic<double> others_{-1};
+};
+
+class ThreadGovernor {
+  public:
+    // maxThreads: the configured threads (the threadpool's size). adapt false: always maxThreads.
+    ThreadGovernor(int32_t maxThreads, bool adapt);
+
+    // Threads for the next decode (lets the monitor sample when its last sample is old enough).
+    int32_t Next();
+
+    // Threads a decode would use now (what the last decode used, unless the load changed since).
+    int32_t Current() const;
+    int32_t Max() const { return max_; }
+    bool Adaptive() const { return adapt_; }
+    // Other processes' CPU use on our cores, in cores (smoothed); -1 before the first estimate or when not adaptive.
+    double Others() const { return adapt_ ? LoadMonitor::Instance().Others() : -1; }
+
+    // The rule, exposed for tests: threads for `cores` usable cores of which `others` are busy.
+    static int32_t Choose(int32_t maxThreads, int32_t cores, double others);
+
+  private:
+    int32_t max_;
+    bool adapt_;
 };
 
 // Before a llama_decode: sets the governor's thread count on the context (no-op without one).

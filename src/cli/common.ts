@@ -28,6 +28,8 @@ export class CliError extends TallrecError {
 export interface GlobalOptions {
   threads?: number;
   fixedThreads?: boolean;
+  kvLayout?: "unified" | "streams" | "auto";
+  streams?: number;
   gpu: GpuMode;
   ctx?: number;
   batch?: number;
@@ -65,6 +67,12 @@ export function addGlobalOptions(program: Command): Command {
         .choices(["f16", "f32"])
         .env("TALLREC_KV_TYPE"),
     )
+    .addOption(
+      new Option("--kv-layout <layout>", "KV cache layout: auto (default: per call, by a cost model), unified (prompts share cells, a trie), streams (a KV stream per prompt)")
+        .choices(["auto", "unified", "streams"])
+        .env("TALLREC_KV_LAYOUT"),
+    )
+    .option("--streams <n>", "KV streams of the streams layout (default 8; each holds --ctx / n cells)", positiveIntArg("--streams"))
     .addOption(new Option("--flash-attn <mode>", "flash attention: off (default) or on (see the README for what it costs in exactness)").choices(["on", "off"]).env("TALLREC_FLASH_ATTN"))
     .option("-v, --verbose", "show llama.cpp's log on stderr")
     .option("-q, --quiet", "no progress or notes on stderr");
@@ -124,6 +132,8 @@ export async function loadEngine(g: GlobalOptions, m: ModelOptions, extra: Parti
     gpu: g.gpu,
     threads: g.threads,
     adaptThreads: g.fixedThreads ? false : undefined,
+    kvLayout: g.kvLayout,
+    streams: g.streams,
     contextSize: g.ctx,
     batchSize: g.batch,
     sequences: g.sequences,

@@ -18,10 +18,11 @@ import { AdapterSet, type AdapterSelection } from "./adapters.js";
 import { checkGenerateOptions, FALLBACK_STOP, formatChat, normalize, type ChatMessage, type GenerateOptions, type GenerateResult } from "./generation.js";
 import { loadBinding, LogLevel, type Backend, type NativeBinding, type NativeContext, type NativeLora, type NativeModel, type NativeModelInfo } from "./native.js";
 import { resolveOptions, type AdapterSpec, type EngineOptions } from "./options.js";
-import { roundBudget } from "./plan.js";
+import { COST_CONSTANTS, planCost, type KvLayout } from "./cost.js";
+import { roundBudget, type ModelShape, type Plan } from "./plan.js";
 import { checkPromptInput, promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { Scheduler } from "./scheduler.js";
-import { ScoreCall, type ResolvedAdapters, type ScoreResult } from "./score-call.js";
+import { planFor, ScoreCall, type ResolvedAdapters, type ScoreResult } from "./score-call.js";
 import { assertScoringRule, type ScoringRule } from "./scoring.js";
 import { checkAdapterFile, checkLoraScale, checkModelFile, type ModelSummary } from "./validate.js";
 
@@ -60,6 +61,10 @@ export interface ScoreStats {
   decodeCalls: number;
   /** Batches the call's prompts went into. */
   batches: number;
+  /** Of decodedTokens, the call's share of padding (the streams layout pads short prompts after their scored token). */
+  paddingTokens: number;
+  /** Prompts scored in the streams KV layout (see EngineOptions.kvLayout); the others were scored unified. */
+  streamsPrompts: number;
   /** Time the call waited in the scheduler's queue before its first batch started, in ms. */
   queuedMs: number;
   milliseconds: number;
@@ -81,6 +86,10 @@ export interface EngineInfo {
     nUbatch: number;
     nSeqMax: number;
     threads: number;
+    /** EngineOptions.kvLayout, and the streams of the "streams" layout with their cells each. */
+    kvLayout: "unified" | "streams" | "auto";
+    streams: number;
+    streamCells: number;
     /** Whether decodes follow the cores other processes leave free (see EngineOptions.adaptThreads). */
     adaptThreads: boolean;
     /** Threads the last decode used (at most `threads`). */
@@ -106,9 +115,29 @@ export interface ItemOutcome {
   result: ScoreResult;
   evaluated: number;
   reused: number;
+  padding: number;
   /** The batch it ran in (a sequence number) and that batch's llama_decode calls. */
   batch: number;
   decodeCalls: number;
+  /** The KV layout its batch ran in. */
+  layout: KvLayout;
+}
+
+/** What the engine keeps of its options. */
+interface Settings {
+  threads: number;
+  roundTokens: number;
+  kvType: "f16" | "f32";
+  flashAttention: boolean;
+  threadPoll: number;
+  adaptThreads: boolean;
+  generationContextSize: number;
+  kvLayout: "unified" | "streams" | "auto";
+  streams: number;
+  nCtx: number;
+  nBatch: number;
+  nUbatch: number;
+  shape: ModelShape;
 }
 
 /** A simple FIFO lock: one native call on a context at a time. */
@@ -143,7 +172,10 @@ export class Engine {
   /** Generation and embedding contexts, created on first use, each with its own queue. */
   private generation: { lock: Lock; context: Promise<NativeContext> } | null = null;
   private embedding: { lock: Lock; context: Promise<NativeContext> } | null = null;
-  private resident: { key: string; tokens: Int32Array } = { key: "", tokens: new Int32Array(0) };
+  /** The streams layout's context (kvLayout "streams" or "auto"), created when first used. */
+  private streamsContext: Promise<NativeContext> | null = null;
+  /** What each layout's context holds from its last call (reusable under the same adapter key). */
+  private resident: Record<KvLayout, { key: string; tokens: Int32Array }> = { unified: { key: "", tokens: new Int32Array(0) }, streams: { key: "", tokens: new Int32Array(0) } };
   private closed = false;
   private batchSeq = 0;
   /** Bytes of text the vocabulary's longest token stands for (see boundedText). */
@@ -157,7 +189,7 @@ export class Engine {
     readonly variant: string,
     readonly fallbackReason: string | undefined,
     readonly answerTokens: { yes: number; no: number },
-    private readonly settings: { threads: number; roundTokens: number; kvType: "f16" | "f32"; flashAttention: boolean; threadPoll: number; adaptThreads: boolean; generationContextSize: number },
+    private readonly settings: Settings,
     defaultAdapter: string | null,
     options: EngineOptions,
   ) {
@@ -213,9 +245,24 @@ export class Engine {
       const defaultAdapter = options.defaultAdapter ?? (specs.length === 1 ? specs[0].name : null);
       const info = model.info();
       const nFf = modelSummary.file.metadata.get(`${modelSummary.architecture}.feed_forward_length`)?.value;
-      const roundTokens =
-        options.roundTokens ?? roundBudget({ nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd }, context.info().nCtx);
-      const settings = { threads: o.threads, roundTokens, kvType: o.kvType, flashAttention: o.flashAttention, threadPoll: o.threadPoll, adaptThreads: o.adaptThreads, generationContextSize: o.generationContextSize };
+      const shape: ModelShape = { nEmbd: info.nEmbd, nLayer: info.nLayer, nHead: info.nHead, nHeadKv: info.nHeadKv, nFf: typeof nFf === "number" ? nFf : 4 * info.nEmbd };
+      const c = context.info();
+      const roundTokens = options.roundTokens ?? roundBudget(shape, c.nCtx);
+      const settings: Settings = {
+        threads: o.threads,
+        roundTokens,
+        kvType: o.kvType,
+        flashAttention: o.flashAttention,
+        threadPoll: o.threadPoll,
+        adaptThreads: o.adaptThreads,
+        generationContextSize: o.generationContextSize,
+        kvLayout: o.kvLayout,
+        streams: o.streams,
+        nCtx: c.nCtx,
+        nBatch: c.nBatch,
+        nUbatch: c.nUbatch,
+        shape,
+      };
       const engine = new Engine(binding, { model, context }, modelSummary, loaded.backend, loaded.variant, loaded.fallbackReason, answerTokens, settings, defaultAdapter, options);
       specs.forEach((a, i) => engine.adapters.add(a, loras[i], adapterSummaries[i]));
       return engine;
@@ -253,6 +300,9 @@ export class Engine {
         nUbatch: c.nUbatch,
         nSeqMax: c.nSeqMax,
         threads: s.threads,
+        kvLayout: s.kvLayout,
+        streams: s.streams,
+        streamCells: this.streamCells,
         adaptThreads: c.adaptThreads,
         threadsNow: c.threads,
         otherCores: c.otherCores,
@@ -335,7 +385,7 @@ export class Engine {
       else if (n > nCtx) results[i] = { error: `the prompt has ${n} tokens but the context holds ${nCtx} (raise contextSize)`, code: "too_long", tokens: n };
       else todo.push(i);
     }
-    const stats: ScoreStats = { prompts: inputs.length, promptTokens: 0, decodedTokens: 0, reusedTokens: 0, decodeCalls: 0, batches: 0, queuedMs: 0, milliseconds: 0 };
+    const stats: ScoreStats = { prompts: inputs.length, promptTokens: 0, decodedTokens: 0, reusedTokens: 0, decodeCalls: 0, batches: 0, paddingTokens: 0, streamsPrompts: 0, queuedMs: 0, milliseconds: 0 };
     if (todo.length > 0) {
       const job = await this.scheduler.submit(
         todo.map((i) => tokens[i]!),
@@ -343,16 +393,20 @@ export class Engine {
       );
       let decoded = 0;
       let reused = 0;
+      let padding = 0;
       const batches = new Map<number, number>();
       job.results.forEach((o, k) => {
         results[todo[k]] = o.result;
         if (o.result.error === undefined) stats.promptTokens += o.result.tokens;
         decoded += o.evaluated;
         reused += o.reused;
+        padding += o.padding;
+        if (o.layout === "streams") stats.streamsPrompts++;
         batches.set(o.batch, o.decodeCalls);
       });
       stats.decodedTokens = Math.round(decoded);
       stats.reusedTokens = Math.round(reused);
+      stats.paddingTokens = Math.round(padding);
       stats.batches = batches.size;
       for (const n of batches.values()) stats.decodeCalls += n;
       stats.queuedMs = job.queuedMs;
@@ -377,11 +431,15 @@ export class Engine {
       let sum = 0;
       while (end < prompts.length && (end === start || sum + prompts[end].length <= MAX_TOKENS_PER_CALL)) sum += prompts[end++].length;
       const chunk = prompts.slice(start, end);
-      const resident = group.share && this.resident.key === group.adapters.key ? this.resident.tokens : new Int32Array(0);
+      const { layout, context, plan } = await this.chooseLayout(group, chunk);
+      const held = this.resident[layout];
+      const resident = group.share && held.key === group.adapters.key ? held.tokens : new Int32Array(0);
       // until the call succeeds the KV memory is unknown: nothing resident
-      this.resident = { key: "", tokens: new Int32Array(0) };
+      this.resident[layout] = { key: "", tokens: new Int32Array(0) };
       const call = new ScoreCall({
-        context: this.native.context,
+        context,
+        layout,
+        plan,
         prompts: chunk,
         adapters: group.adapters,
         rule: group.rule,
@@ -391,17 +449,65 @@ export class Engine {
         answerTokens: this.answerTokens,
       });
       const out = await call.run(signal);
-      this.resident = { key: group.adapters.key, tokens: out.residentAfter };
+      this.resident[layout] = { key: group.adapters.key, tokens: out.residentAfter };
       const scored = out.results.reduce((s, r) => s + (r.error === undefined ? r.tokens : 0), 0);
       out.results.forEach((r, k) => {
         const share = r.error === undefined && scored > 0 ? r.tokens / scored : 0;
-        outcomes[start + k] = { result: r, evaluated: out.stats.decodedTokens * share, reused: out.stats.reusedTokens * share, batch, decodeCalls: 0 };
+        outcomes[start + k] = { result: r, evaluated: out.stats.decodedTokens * share, reused: out.stats.reusedTokens * share, padding: out.stats.paddingTokens * share, batch, decodeCalls: 0, layout };
       });
       decodeCalls += out.stats.decodeCalls;
       start = end;
     }
     for (const o of outcomes) o.decodeCalls = decodeCalls;
     return outcomes;
+  }
+
+  /** Cells of one stream in the streams layout (as llama.cpp sizes them: PAD(n_ctx / streams, 256)). */
+  private get streamCells(): number {
+    return Math.ceil(Math.floor(this.settings.nCtx / this.settings.streams) / 256) * 256;
+  }
+
+  private async getStreamsContext(): Promise<NativeContext> {
+    const s = this.settings;
+    this.streamsContext ??= this.binding.Context.create(this.native.model, {
+      nCtx: s.nCtx,
+      nBatch: s.nBatch,
+      nUbatch: s.nUbatch,
+      nSeqMax: s.streams,
+      kvUnified: false,
+      threads: s.threads,
+      threadsBatch: s.threads,
+      flashAttn: s.flashAttention ? "on" : "off",
+      kvType: s.kvType,
+      poll: s.threadPoll,
+      adaptThreads: s.adaptThreads,
+    });
+    try {
+      return await this.streamsContext;
+    } catch (err) {
+      this.streamsContext = null;
+      throw err;
+    }
+  }
+
+  /**
+   * The layout of one call (kvLayout): "unified", "streams" (unless a prompt is longer than a
+   * stream), or for "auto" the cheaper of the two plans by the cost model (src/engine/cost.ts).
+   */
+  private async chooseLayout(group: ScoreGroup, prompts: readonly Int32Array[]): Promise<{ layout: KvLayout; context: NativeContext; plan?: Plan }> {
+    const s = this.settings;
+    const unified = { layout: "unified" as const, context: this.native.context };
+    if (s.kvLayout === "unified" || prompts.some((p) => p.length > this.streamCells)) return unified;
+    const context = await this.getStreamsContext();
+    if (s.kvLayout === "streams") return { layout: "streams", context };
+    const residentOf = (l: KvLayout) => (group.share && this.resident[l].key === group.adapters.key ? this.resident[l].tokens : new Int32Array(0));
+    const opts = (l: KvLayout) => ({ share: group.share, resident: residentOf(l), roundCells: s.roundTokens });
+    const pu = planFor("unified", this.native.context, prompts, opts("unified"));
+    const ps = planFor("streams", context, prompts, opts("streams"));
+    const k = COST_CONSTANTS[this.backend];
+    const cu = planCost(pu, "unified", s.shape, s.nUbatch, k, residentOf("unified").length);
+    const cs = planCost(ps, "streams", s.shape, s.nUbatch, k, residentOf("streams").length);
+    return cs < cu ? { layout: "streams", context, plan: ps } : { ...unified, plan: pu };
   }
 
   private async tokenizeInputs(inputs: readonly ScoreInput[], results: ScoreResult[]): Promise<Array<Int32Array | undefined>> {
@@ -559,6 +665,7 @@ export class Engine {
       if (this.closed) return;
       this.closed = true;
       for (const s of side) await s.lock.run(async () => (await s.context).dispose());
+      if (this.streamsContext) (await this.streamsContext.catch(() => null))?.dispose();
       this.native.context.dispose();
       for (const a of this.adapters.list()) a.native.dispose();
       this.native.model.dispose();

@@ -158,6 +158,9 @@ export interface NativeContext {
     nBatch: number;
     nUbatch: number;
     nSeqMax: number;
+    /** KV cells of one sequence's stream (nCtx when kvUnified). */
+    nCtxSeq: number;
+    kvUnified: boolean;
     busy: boolean;
     /** Threads the last decode used, out of maxThreads. */
     threads: number;

@@ -46,6 +46,18 @@ export interface EngineOptions {
    * plan.ts; small models run faster with small rounds, large ones use the whole context).
    */
   roundTokens?: number;
+  /**
+   * How prompts sit in the KV cache. "unified": one cache, prompts of a round share their common
+   * prefixes cell for cell (a trie), every token attends over the round's cells (other prompts'
+   * masked). "streams": a second context whose `streams` sequences each have a stream of their own
+   * (contextSize / streams cells, padded to 256): the call's common prefix is decoded once and
+   * copied, and a token attends only over its own prompt. "auto" (default): per call, whichever a
+   * cost model (src/engine/cost.ts) says is cheaper; the streams context is created the first time
+   * it is chosen (as much KV memory again). A prompt longer than a stream is always scored unified.
+   */
+  kvLayout?: "unified" | "streams" | "auto";
+  /** Streams of the "streams" layout (default 8; at most 256 and `batchSize`). */
+  streams?: number;
   /** Flash attention (default off: scores then do not depend on how prompts are batched). */
   flashAttention?: boolean;
   /** KV cache precision (default "f16", llama.cpp's default; "f32" is exact to float rounding, at twice the memory). */
@@ -104,6 +116,8 @@ export interface ResolvedOptions {
   flashAttention: boolean;
   threadPoll: number;
   adaptThreads: boolean;
+  kvLayout: "unified" | "streams" | "auto";
+  streams: number;
   generationContextSize: number;
   adapters: AdapterSpec[];
 }
@@ -127,6 +141,10 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     throw bad(`threadPoll must be an integer from -1 to 100, not ${JSON.stringify(options.threadPoll)}`);
   }
   if (options.adaptThreads !== undefined && typeof options.adaptThreads !== "boolean") throw bad(`adaptThreads must be true or false, not ${JSON.stringify(options.adaptThreads)}`);
+  const kvLayout = options.kvLayout ?? "auto";
+  if (!["unified", "streams", "auto"].includes(kvLayout)) throw bad(`kvLayout must be "unified", "streams" or "auto", not ${JSON.stringify(options.kvLayout)}`);
+  const streams = positiveInt("streams", options.streams, Math.min(8, nBatch));
+  if (streams > 256 || streams > nBatch) throw bad(`streams must be at most 256 and batchSize (${nBatch}), not ${streams}`);
   const generationContextSize = positiveInt("generationContextSize", options.generationContextSize, 2048);
   const specs = options.adapters ?? [];
   if (!Array.isArray(specs)) throw bad("adapters must be an array of { name, path, scale? }");
@@ -151,6 +169,8 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     flashAttention: options.flashAttention ?? false,
     threadPoll: options.threadPoll ?? 0,
     adaptThreads: options.adaptThreads ?? true,
+    kvLayout,
+    streams,
     generationContextSize,
     adapters: specs,
   };

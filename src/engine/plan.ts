@@ -20,6 +20,8 @@ import type { PlannedTokens } from "./native.js";
 export const STEP_DECODE = 0;
 export const STEP_REMOVE_FROM = 1;
 export const STEP_CLEAR = 2;
+/** Copies sequence a's KV into sequence b (the "streams" layout: b's whole stream; see plan-streams.ts). */
+export const STEP_COPY = 3;
 
 export interface PlanLimits {
   /** KV cells of the context (n_ctx): no prompt may be longer. */
@@ -63,6 +65,8 @@ export interface Plan extends PlannedTokens {
     reusedTokens: number;
     decodeCalls: number;
     rounds: number;
+    /** Tokens decoded only to keep micro-batches full (the streams layout pads after a prompt's scored token); counted in decodedTokens. */
+    paddingTokens?: number;
   };
 }
 
@@ -81,7 +85,7 @@ function newNode(start: number, edge: Int32Array): Node {
 }
 
 /** A growable Int32Array. */
-class IntList {
+export class IntList {
   data = new Int32Array(1024);
   length = 0;
   push(v: number): void {

@@ -5,8 +5,10 @@
  * scheduler did that), only plan → run → scores.
  */
 import { TallrecError, type ErrorCode } from "../errors.js";
+import type { KvLayout } from "./cost.js";
 import type { NativeContext, NativeLora } from "./native.js";
-import { plannedTokens, planScoring } from "./plan.js";
+import { planStreams } from "./plan-streams.js";
+import { plannedTokens, planScoring, type Plan } from "./plan.js";
 import { probabilityYes, type ScoringRule } from "./scoring.js";
 
 /** A scored prompt. */
@@ -41,7 +43,11 @@ export interface ResolvedAdapters {
 }
 
 export interface ScoreCallSpec {
+  /** A context of the layout: kvUnified for "unified", one stream per sequence for "streams". */
   context: NativeContext;
+  layout: KvLayout;
+  /** The plan, when the caller made it already (to cost it); else planned here. */
+  plan?: Plan;
   /** The prompts' tokens (BOS included), none empty or longer than the context. */
   prompts: readonly Int32Array[];
   adapters: ResolvedAdapters;
@@ -55,12 +61,22 @@ export interface ScoreCallSpec {
   answerTokens: { yes: number; no: number };
 }
 
+/** Plans a call for a layout on a context of that layout. */
+export function planFor(layout: KvLayout, context: NativeContext, prompts: readonly Int32Array[], o: { share: boolean; resident: Int32Array; roundCells: number }): Plan {
+  const c = context.info();
+  const resident = o.share ? o.resident : new Int32Array(0);
+  if (layout === "streams") return planStreams(prompts, { streams: c.nSeqMax, streamCells: c.nCtxSeq, nBatch: c.nBatch }, { share: o.share, resident });
+  return planScoring(prompts, { nCtx: c.nCtx, nBatch: c.nBatch, nSeqMax: c.nSeqMax, roundCells: o.roundCells }, { share: o.share, resident });
+}
+
 /** What a call did, for statistics. */
 export interface ScoreCallStats {
   promptTokens: number;
   decodedTokens: number;
   reusedTokens: number;
   decodeCalls: number;
+  /** Of decodedTokens, those decoded only to keep micro-batches full (the streams layout). */
+  paddingTokens: number;
 }
 
 export class ScoreCall {
@@ -68,9 +84,8 @@ export class ScoreCall {
 
   /** Plans and runs the call; `onAbort` is wired to the context's abort while the native call runs. */
   async run(signal?: AbortSignal): Promise<{ results: ScoreResult[]; stats: ScoreCallStats; residentAfter: Int32Array }> {
-    const { context, prompts, adapters, rule, share, resident, roundCells, answerTokens } = this.spec;
-    const ctxInfo = context.info();
-    const plan = planScoring(prompts, { nCtx: ctxInfo.nCtx, nBatch: ctxInfo.nBatch, nSeqMax: ctxInfo.nSeqMax, roundCells }, { share, resident: share ? resident : new Int32Array(0) });
+    const { context, layout, prompts, adapters, rule, share, resident, roundCells, answerTokens } = this.spec;
+    const plan = this.spec.plan ?? planFor(layout, context, prompts, { share, resident, roundCells });
     signal?.throwIfAborted();
     const onAbort = () => context.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -109,7 +124,7 @@ export class ScoreCall {
     });
     return {
       results,
-      stats: { promptTokens: plan.stats.promptTokens, decodedTokens: plan.stats.decodedTokens, reusedTokens: plan.stats.reusedTokens, decodeCalls: out.decodeCalls },
+      stats: { promptTokens: plan.stats.promptTokens, decodedTokens: plan.stats.decodedTokens, reusedTokens: plan.stats.reusedTokens, decodeCalls: out.decodeCalls, paddingTokens: plan.stats.paddingTokens ?? 0 },
       residentAfter: plan.residentAfter,
     };
   }

@@ -5,8 +5,12 @@
  * sequences in step, sequence ids in range), masks attention the way llama-kv-cache.cpp does
  * (a token sees the cells of its first sequence id at positions <= its own), and records for
  * every cell the exact token sequence its key/value were computed from.
+ *
+ * With `streamCells`, it models the streams layout (kv_unified = false, llama-kv-cache.cpp): each
+ * sequence has its own stream of `streamCells` cells, a token carries exactly one sequence id, and
+ * a copy replaces the destination stream with the source stream's cells.
  */
-import { STEP_CLEAR, STEP_DECODE, STEP_REMOVE_FROM, type Plan, type PlanLimits } from "../../src/engine/plan.js";
+import { STEP_CLEAR, STEP_COPY, STEP_DECODE, STEP_REMOVE_FROM, type Plan, type PlanLimits } from "../../src/engine/plan.js";
 
 interface Cell {
   token: number;
@@ -20,7 +24,22 @@ export class KvSimulator {
   cells: Cell[] = [];
   maxCells = 0;
 
-  constructor(readonly limits: PlanLimits) {}
+  constructor(
+    readonly limits: PlanLimits,
+    readonly streamCells?: number,
+  ) {}
+
+  /** Streams layout: the tokens of stream 0 at positions 0..n-1 (what a streams plan may reuse). */
+  residentStream0(): number[] {
+    const cells = this.cells.filter((c) => c.seqs.has(0)).sort((a, b) => a.pos - b.pos);
+    cells.forEach((c, i) => {
+      if (c.pos !== i) throw new Error("stream 0 does not hold positions 0..n-1");
+    });
+    return cells.map((c) => c.token);
+  }
+
+  /** Copies served by the last run (streams layout). */
+  copies = 0;
 
   private seqRange(s: number): [number, number] {
     let lo = Infinity;
@@ -56,6 +75,15 @@ export class KvSimulator {
         this.cells = [];
       } else if (kind === STEP_REMOVE_FROM) {
         this.cells = this.cells.filter((c) => c.pos < a);
+      } else if (kind === STEP_COPY) {
+        if (a < 0 || b < 0 || a >= this.limits.nSeqMax || b >= this.limits.nSeqMax || a === b) throw new Error(`copy ${a} -> ${b}: bad sequence ids`);
+        if (this.streamCells !== undefined) {
+          this.cells = this.cells.filter((c) => !c.seqs.has(b));
+          for (const c of this.cells.filter((x) => x.seqs.has(a))) this.cells.push({ ...c, seqs: new Set([b]) });
+          this.copies++;
+        } else {
+          for (const c of this.cells) if (c.seqs.has(a)) c.seqs.add(b);
+        }
       } else if (kind === STEP_DECODE) {
         this.decode(plan, a, b, outputs);
       } else {
@@ -74,6 +102,7 @@ export class KvSimulator {
     for (let i = a; i < b; i++) {
       const seqs = seqsOf(i);
       if (seqs.length === 0) throw new Error(`token ${i} has no sequence`);
+      if (this.streamCells !== undefined && seqs.length > 1) throw new Error(`token ${i} carries ${seqs.length} sequences: one stream per token in the streams layout`);
       for (const s of seqs) {
         if (s < 0 || s >= this.limits.nSeqMax) throw new Error(`sequence id ${s} out of range`);
         if (!firstPos.has(s)) firstPos.set(s, plan.pos[i]);
@@ -112,5 +141,10 @@ export class KvSimulator {
     }
     this.maxCells = Math.max(this.maxCells, this.cells.length);
     if (this.cells.length > this.limits.nCtx) throw new Error(`${this.cells.length} cells in use, more than nCtx ${this.limits.nCtx}`);
+    if (this.streamCells !== undefined) {
+      const perSeq = new Map<number, number>();
+      for (const c of this.cells) for (const s of c.seqs) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
+      for (const [s, n] of perSeq) if (n > this.streamCells) throw new Error(`stream ${s} holds ${n} cells, more than ${this.streamCells}`);
+    }
   }
 }
