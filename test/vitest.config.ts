@@ -28,6 +28,7 @@ export const UNIT_TESTS = [
   "test/layers.test.ts",
   "test/metrics.test.ts",
   "test/plan.test.ts",
+  "test/cost.test.ts",
   "test/prompt.test.ts",
   "test/recsys-data.test.ts",
   "test/recsys-metrics.test.ts",
