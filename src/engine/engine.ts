@@ -22,6 +22,7 @@ import { COST_CONSTANTS, planCost, type KvLayout } from "./cost.js";
 import { roundBudget, type ModelShape, type Plan } from "./plan.js";
 import { checkPromptInput, promptText, renderPrompt, type PromptInput } from "./prompt.js";
 import { Scheduler } from "./scheduler.js";
+import { planStreams } from "./plan-streams.js";
 import { planFor, ScoreCall, type ResolvedAdapters, type ScoreResult } from "./score-call.js";
 import { assertScoringRule, type ScoringRule } from "./scoring.js";
 import { checkAdapterFile, checkLoraScale, checkModelFile, type ModelSummary } from "./validate.js";
@@ -497,17 +498,24 @@ export class Engine {
   private async chooseLayout(group: ScoreGroup, prompts: readonly Int32Array[]): Promise<{ layout: KvLayout; context: NativeContext; plan?: Plan }> {
     const s = this.settings;
     const unified = { layout: "unified" as const, context: this.native.context };
-    if (s.kvLayout === "unified" || prompts.some((p) => p.length > this.streamCells)) return unified;
-    const context = await this.getStreamsContext();
-    if (s.kvLayout === "streams") return { layout: "streams", context };
+    const fit = (cells: number) => prompts.every((p) => p.length <= cells);
+    if (s.kvLayout === "unified" || !fit(this.streamCells)) return unified;
+    const streams = async () => {
+      const context = await this.getStreamsContext();
+      // (should llama.cpp size the streams otherwise than streamCells says, the prompts may not fit)
+      return fit(context.info().nCtxSeq) ? { layout: "streams" as const, context } : null;
+    };
+    if (s.kvLayout === "streams") return (await streams()) ?? unified;
+    // "auto": both plans, costed; the streams context is created only when they win
     const residentOf = (l: KvLayout) => (group.share && this.resident[l].key === group.adapters.key ? this.resident[l].tokens : new Int32Array(0));
-    const opts = (l: KvLayout) => ({ share: group.share, resident: residentOf(l), roundCells: s.roundTokens });
-    const pu = planFor("unified", this.native.context, prompts, opts("unified"));
-    const ps = planFor("streams", context, prompts, opts("streams"));
+    const pu = planFor("unified", this.native.context, prompts, { share: group.share, resident: residentOf("unified"), roundCells: s.roundTokens });
+    const ps = planStreams(prompts, { streams: s.streams, streamCells: this.streamCells, nBatch: s.nBatch }, { share: group.share, resident: residentOf("streams") });
     const k = COST_CONSTANTS[this.backend];
     const cu = planCost(pu, "unified", s.shape, s.nUbatch, k, residentOf("unified").length);
     const cs = planCost(ps, "streams", s.shape, s.nUbatch, k, residentOf("streams").length);
-    return cs < cu ? { layout: "streams", context, plan: ps } : { ...unified, plan: pu };
+    if (cs >= cu) return { ...unified, plan: pu };
+    const chosen = await streams();
+    return chosen ? { ...chosen, plan: chosen.context.info().nCtxSeq === this.streamCells ? ps : undefined } : { ...unified, plan: pu };
   }
 
   private async tokenizeInputs(inputs: readonly ScoreInput[], results: ScoreResult[]): Promise<Array<Int32Array | undefined>> {
