@@ -188,58 +188,20 @@ if (a.part === "headline") {
   // layouts with flash attention off and on, so one GPU run measures them side by side (the cost
   // model's CUDA constant, src/engine/cost.ts, comes from the first two).
   const STREAMS = 8;
+  // [workload, sharing, round cells] runs; a streams context ignores the round size
+  const both = (round) => [
+    ["independent", true, round],
+    ["independent", false, round],
+  ];
+  const three = (round) => [...both(round), ["ranking", true, round]];
   const matrix =
     mode === "gpu"
       ? [
-          {
-            layout: "unified",
-            fa: false,
-            ub: 512,
-            runs: [
-              ["independent", true, def],
-              ["independent", false, def],
-              ["ranking", true, def],
-            ],
-          },
-          {
-            layout: "streams",
-            fa: false,
-            ub: 512,
-            runs: [
-              ["independent", true, 0],
-              ["independent", false, 0],
-              ["ranking", true, 0],
-            ],
-          },
-          {
-            layout: "streams",
-            fa: true,
-            ub: 512,
-            runs: [
-              ["independent", true, 0],
-              ["independent", false, 0],
-              ["ranking", true, 0],
-            ],
-          },
-          {
-            layout: "unified",
-            fa: true,
-            ub: 512,
-            runs: [
-              ["independent", true, def],
-              ["independent", false, def],
-              ["ranking", true, def],
-            ],
-          },
-          {
-            layout: "unified",
-            fa: true,
-            ub: 2048,
-            runs: [
-              ["independent", true, 4096],
-              ["independent", false, 4096],
-            ],
-          },
+          { layout: "unified", fa: false, ub: 512, runs: three(def) },
+          { layout: "streams", fa: false, ub: 512, runs: three(0) },
+          { layout: "streams", fa: true, ub: 512, runs: three(0) },
+          { layout: "unified", fa: true, ub: 512, runs: three(def) },
+          { layout: "unified", fa: true, ub: 2048, runs: both(4096) },
           {
             layout: "unified",
             fa: false,
@@ -252,44 +214,10 @@ if (a.part === "headline") {
           },
         ]
       : [
-          {
-            layout: "unified",
-            fa: false,
-            ub: 512,
-            runs: [
-              ["independent", true, def],
-              ["independent", false, def],
-              ["ranking", true, def],
-            ],
-          },
-          {
-            layout: "streams",
-            fa: false,
-            ub: 512,
-            runs: [
-              ["independent", true, 0],
-              ["independent", false, 0],
-              ["ranking", true, 0],
-            ],
-          },
-          {
-            layout: "streams",
-            fa: true,
-            ub: 512,
-            runs: [
-              ["independent", true, 0],
-              ["independent", false, 0],
-            ],
-          },
-          {
-            layout: "unified",
-            fa: true,
-            ub: 512,
-            runs: [
-              ["independent", true, def],
-              ["independent", false, def],
-            ],
-          },
+          { layout: "unified", fa: false, ub: 512, runs: three(def) },
+          { layout: "streams", fa: false, ub: 512, runs: three(0) },
+          { layout: "streams", fa: true, ub: 512, runs: both(0) },
+          { layout: "unified", fa: true, ub: 512, runs: both(def) },
         ];
   res.defaultRoundTokens = def;
   let lastSeconds = 0;
