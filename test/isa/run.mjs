@@ -14,8 +14,8 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const ISA = "avx2";
 const NEEDS = ["avx2", "fma", "f16c"];
-// what the ISA run repeats: the float64 reference (both modes) and batch invariance
-const FILES = ["test/reference-native.test.ts", "test/engine.test.ts"];
+// what the ISA run repeats: the float64 reference (both modes), batch invariance, and both KV layouts
+const FILES = ["test/reference-native.test.ts", "test/engine.test.ts", "test/kv-layout.test.ts"];
 
 function skip(reason) {
   process.stdout.write(`test:isa skipped: ${reason}\n0 passed, 0 failed, 1 skipped\n`);
