@@ -88,6 +88,9 @@ describe("invalid_input: arguments of the wrong type or range", () => {
     await expectCode(() => b.Context.create(model, { nCtx: 8 }), "invalid_input", "nCtx must be at least 16", "RangeError");
     await expectCode(() => model.detokenize(Int32Array.of(-1)), "invalid_input", /^token id -1 at index 0 is outside the vocabulary \(0\.\.\d+\)$/, "RangeError");
     await expectCode(() => ctx.run(onePromptPlan(300, [0, 0, 300])), "invalid_input", "decode step of 300 tokens exceeds nBatch 256", "RangeError");
+    // a KV copy between two different sequences of the context, never one onto itself or out of range (llama.cpp asserts)
+    await expectCode(() => ctx.run(onePromptPlan(4, [3, 0, 0, 0, 0, 4])), "invalid_input", "copy step needs two different sequence ids in 0..3", "RangeError");
+    await expectCode(() => ctx.run(onePromptPlan(4, [3, 0, 4, 0, 0, 4])), "invalid_input", "copy step needs two different sequence ids in 0..3", "RangeError");
     await expectCode(() => b.quantize(m.tiny, join(dir, "q.gguf"), "Q9"), "invalid_input", "unknown quantization type Q9", "RangeError");
   });
 
