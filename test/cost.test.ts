@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 
-import { attentionPerCell, planCost, type CostConstants } from "../src/engine/cost.js";
+import { planCost, type CostConstants } from "../src/engine/cost.js";
 import { planStreams } from "../src/engine/plan-streams.js";
-import { planScoring, type ModelShape } from "../src/engine/plan.js";
+import { attentionPerCell, planScoring, type ModelShape } from "../src/engine/plan.js";
 
 const shape: ModelShape = { nEmbd: 1024, nLayer: 8, nHead: 16, nHeadKv: 4, nFf: 2816 };
 const weightsOnly: CostConstants = { attentionWeight: 0, copyTokens: 0 };

@@ -142,7 +142,6 @@ Napi::Value Context::Create(const Napi::CallbackInfo & info) {
             h->ctx = ctx;
             h->nBatch = llama_n_batch(ctx);
             h->nSeqMax = llama_n_seq_max(ctx);
-            h->kvUnified = p.kv_unified;
             llama_set_abort_callback(ctx, AbortCallback, h.get());
             if (poll >= 0) AttachThreadpool(*h, p.n_threads, static_cast<int32_t>(poll));
             h->governor = std::make_unique<ThreadGovernor>(p.n_threads, adaptThreads && h->threadpool != nullptr);
@@ -250,11 +249,9 @@ Napi::Value Context::Info(const Napi::CallbackInfo & info) {
     o.Set("nUbatch", llama_n_ubatch(h->ctx));
     o.Set("nSeqMax", llama_n_seq_max(h->ctx));
     o.Set("nCtxSeq", llama_n_ctx_seq(h->ctx));
-    o.Set("kvUnified", h->kvUnified);
     o.Set("busy", h->busy.load());
-    // the governor is the worker's while a call runs; these reads are advisory (plain ints)
+    // the load estimate is atomic and process-wide (threads.h): safe to read while a call runs
     o.Set("threads", h->governor ? h->governor->Current() : 0);
-    o.Set("maxThreads", h->governor ? h->governor->Max() : 0);
     o.Set("adaptThreads", h->governor ? h->governor->Adaptive() : false);
     o.Set("otherCores", h->governor ? h->governor->Others() : -1);
     return o;

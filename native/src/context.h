@@ -21,7 +21,6 @@ struct ContextHandle {
     std::atomic<bool> abort{false};
     uint32_t nBatch = 0;
     uint32_t nSeqMax = 0;
-    bool kvUnified = true;
     ~ContextHandle() {
         if (ctx) llama_free(ctx);
         if (threadpool && freeThreadpool) freeThreadpool(threadpool);

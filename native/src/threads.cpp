@@ -69,14 +69,14 @@ bool LoadMonitor::Read(Sample & s) const {
 #endif
 }
 
-double LoadMonitor::Update() {
-    if (cpus_.empty()) return -1;
+void LoadMonitor::Update() {
+    if (cpus_.empty()) return;
     std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
-    if (!lock.owns_lock()) return Others();  // another context is sampling right now
+    if (!lock.owns_lock()) return;  // another context is sampling right now
     const auto now = std::chrono::steady_clock::now();
-    if (haveLast_ && now - last_.at < kWindow) return Others();
+    if (haveLast_ && now - last_.at < kWindow) return;
     Sample s;
-    if (!Read(s)) return Others();
+    if (!Read(s)) return;
     if (haveLast_ && s.total > last_.total) {
         const double wall = std::chrono::duration<double>(s.at - last_.at).count();
         const double busyCores =
@@ -88,7 +88,6 @@ double LoadMonitor::Update() {
     }
     last_ = s;
     haveLast_ = true;
-    return Others();
 }
 
 ThreadGovernor::ThreadGovernor(int32_t maxThreads, bool adapt)

@@ -25,8 +25,8 @@ namespace tallrec {
 class LoadMonitor {
   public:
     static LoadMonitor & Instance();
-    // Samples when the last sample is old enough; returns the smoothed estimate (-1: none yet).
-    double Update();
+    // Samples when the last sample is old enough (and no other context is sampling).
+    void Update();
     double Others() const { return others_.load(std::memory_order_relaxed); }
     int32_t Cores() const { return static_cast<int32_t>(cpus_.size()); }
     bool Available() const { return !cpus_.empty(); }
@@ -57,7 +57,6 @@ class ThreadGovernor {
 
     // Threads a decode would use now (what the last decode used, unless the load changed since).
     int32_t Current() const;
-    int32_t Max() const { return max_; }
     bool Adaptive() const { return adapt_; }
     // Other processes' CPU use on our cores, in cores (smoothed); -1 before the first estimate or when not adaptive.
     double Others() const { return adapt_ ? LoadMonitor::Instance().Others() : -1; }

@@ -7,14 +7,12 @@
  * in units of one token's weight work. Cells attended: in the unified layout, every cell in use
  * when the micro-batch runs (other prompts' cells are masked, not skipped), padded to 256 as
  * llama.cpp pads n_kv; in the streams layout, the cells of the token's own stream, padded to 256.
- * FLOPs per layer: weights 2·(2·d² + 2·d·d_kv + 3·d·d_ff), attention 4·d per cell (QK and PV) plus
- * the mask and softmax, counted as 8 per head; `attentionWeight` scales the attention term for a
+ * Attention per cell against weights: attentionPerCell (plan.ts); `attentionWeight` scales it for a
  * backend (attention runs below the matrix products' FLOP rate: it is memory-bound and, without
  * flash attention, writes out the KQ matrix). See BENCHMARKS.md, "KV layouts", for how the
  * constants were measured.
  */
-import { STEP_CLEAR, STEP_COPY, STEP_DECODE, STEP_REMOVE_FROM, type Plan } from "./plan.js";
-import type { ModelShape } from "./plan.js";
+import { attentionPerCell, STEP_CLEAR, STEP_COPY, STEP_DECODE, STEP_REMOVE_FROM, type ModelShape, type Plan } from "./plan.js";
 
 export type KvLayout = "unified" | "streams";
 
@@ -40,14 +38,6 @@ export const COST_CONSTANTS: Record<"cpu" | "cuda", CostConstants> = {
 };
 
 const pad256 = (n: number) => Math.ceil(n / 256) * 256;
-
-/** A token's attention work per attended cell, over its weight work (FLOPs, all layers alike). */
-export function attentionPerCell(m: ModelShape): number {
-  const d = m.nEmbd;
-  const dKv = (d / m.nHead) * m.nHeadKv;
-  const weights = 2 * (2 * d * d + 2 * d * dKv + 3 * d * m.nFf);
-  return (4 * d + 8 * m.nHead) / weights;
-}
 
 /**
  * The cost of running `plan` in `layout` (see above). `nUbatch` is the context's micro-batch;

@@ -514,8 +514,8 @@ export class Engine {
     const cu = planCost(pu, "unified", s.shape, s.nUbatch, k, residentOf("unified").length);
     const cs = planCost(ps, "streams", s.shape, s.nUbatch, k, residentOf("streams").length);
     if (cs >= cu) return { ...unified, plan: pu };
-    const chosen = await streams();
-    return chosen ? { ...chosen, plan: chosen.context.info().nCtxSeq === this.streamCells ? ps : undefined } : { ...unified, plan: pu };
+    const chosen = await streams(); // ps fits streams of streamCells, so any the context has that hold every prompt
+    return chosen ? { ...chosen, plan: ps } : { ...unified, plan: pu };
   }
 
   private async tokenizeInputs(inputs: readonly ScoreInput[], results: ScoreResult[]): Promise<Array<Int32Array | undefined>> {

@@ -158,13 +158,11 @@ export interface NativeContext {
     nBatch: number;
     nUbatch: number;
     nSeqMax: number;
-    /** KV cells of one sequence's stream (nCtx when kvUnified). */
+    /** KV cells of one sequence's stream (nCtx in a unified KV cache). */
     nCtxSeq: number;
-    kvUnified: boolean;
     busy: boolean;
-    /** Threads the last decode used, out of maxThreads. */
+    /** Threads a decode uses now (at most the context's threads). */
     threads: number;
-    maxThreads: number;
     adaptThreads: boolean;
     /** Cores other processes used lately (smoothed), -1 before the first estimate. */
     otherCores: number;

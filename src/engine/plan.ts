@@ -381,10 +381,19 @@ export interface ModelShape {
  * 1024-wide 8-layer model (+10%, +25% over 2048); LLaMA-7B gets 2560.
  */
 export function roundBudget(m: ModelShape, nCtx: number): number {
+  const cells = 0.1 / attentionPerCell(m); // attention over them = 2 × 0.05 of a token's matrix FLOPs (a multiply-add is 2)
+  return Math.min(nCtx, Math.max(512, Math.round(cells / 256) * 256));
+}
+
+/**
+ * A token's attention FLOPs per attended KV cell (4·n_embd for QK and PV, plus the mask and
+ * softmax, counted as 8 per head), over its matrix FLOPs (2·(2·n_embd² + 2·n_embd·n_embd_kv +
+ * 3·n_embd·n_ff)); per layer, so for the whole model alike. Used by roundBudget and the KV layout
+ * cost model (cost.ts).
+ */
+export function attentionPerCell(m: ModelShape): number {
   const d = m.nEmbd;
   const dKv = (d / m.nHead) * m.nHeadKv;
-  const matmul = 2 * (2 * d * d + 2 * d * dKv + 3 * d * m.nFf);
-  const perCell = 4 * d + 8 * m.nHead;
-  const cells = (2 * 0.05 * matmul) / perCell;
-  return Math.min(nCtx, Math.max(512, Math.round(cells / 256) * 256));
+  const weights = 2 * (2 * d * d + 2 * d * dKv + 3 * d * m.nFf);
+  return (4 * d + 8 * m.nHead) / weights;
 }

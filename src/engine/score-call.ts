@@ -43,7 +43,7 @@ export interface ResolvedAdapters {
 }
 
 export interface ScoreCallSpec {
-  /** A context of the layout: kvUnified for "unified", one stream per sequence for "streams". */
+  /** A context of the layout: a unified KV cache for "unified", one KV stream per sequence for "streams". */
   context: NativeContext;
   layout: KvLayout;
   /** The plan, when the caller made it already (to cost it); else planned here. */
@@ -64,9 +64,9 @@ export interface ScoreCallSpec {
 /** Plans a call for a layout on a context of that layout. */
 export function planFor(layout: KvLayout, context: NativeContext, prompts: readonly Int32Array[], o: { share: boolean; resident: Int32Array; roundCells: number }): Plan {
   const c = context.info();
-  const resident = o.share ? o.resident : new Int32Array(0);
-  if (layout === "streams") return planStreams(prompts, { streams: c.nSeqMax, streamCells: c.nCtxSeq, nBatch: c.nBatch }, { share: o.share, resident });
-  return planScoring(prompts, { nCtx: c.nCtx, nBatch: c.nBatch, nSeqMax: c.nSeqMax, roundCells: o.roundCells }, { share: o.share, resident });
+  // (both planners ignore `resident` without sharing)
+  if (layout === "streams") return planStreams(prompts, { streams: c.nSeqMax, streamCells: c.nCtxSeq, nBatch: c.nBatch }, o);
+  return planScoring(prompts, { nCtx: c.nCtx, nBatch: c.nBatch, nSeqMax: c.nSeqMax, roundCells: o.roundCells }, o);
 }
 
 /** What a call did, for statistics. */
